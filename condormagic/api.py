@@ -1,0 +1,147 @@
+"""The Python API: ``cm.submit``, ``cm.run``, ``cm.runs``."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import shutil
+import time
+from collections.abc import Callable
+
+import cloudpickle
+
+from . import config
+from .backends import get_backend
+from .errors import CondorMagicError
+from .graph import Sources, build_graph
+from .graph.manifest import build_manifest, content_hash
+from .resources import check_count, check_name, parse_memory
+from .runs import Run, create_run_dir, find_by_content, find_run, list_runs
+
+
+def submit(
+    func: Callable,
+    sources: Sources,
+    cpus: int | None = None,
+    mem: str | int | None = None,
+    gpus: int = 0,
+    disk: str | int | None = None,
+    name: str | None = None,
+    tiles_per_job: int | None = None,
+    output: str | None = None,
+    backend: str | None = None,
+    nodata: float | None = None,
+    force: bool = False,
+    code: str | None = None,
+) -> Run:
+    """Run ``func`` over every tile of ``sources`` as a cluster of jobs.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(img)``, where ``img`` holds one array per source (see the README's
+        function contract). Returns an array of the tile's rows and cols, ``(array,
+        metrics)``, a metrics dict, or ``None``.
+    sources : Sources
+        From :func:`condormagic.sources`.
+    cpus, mem, gpus, disk :
+        Resources each job requests; ``mem`` and ``disk`` as HTCondor reads them
+        (``"6GB"``, ``"6000MB"``, or a number of MB).
+    name : str, optional
+        The run's name (HTCondor's ``JobBatchName``); default: the function's name.
+    tiles_per_job : int, optional
+        Default: about four jobs per core (local) so that start-up is shared.
+    output : str, optional
+        Path of the Cloud-Optimized GeoTIFF; default ``output.tif`` in the run directory.
+    backend : {"local", "htcondor", "auto"}, optional
+    nodata : float, optional
+        Nodata of the output; default NaN for float outputs, none for integers
+        (0 where a mask skipped tiles).
+    force : bool
+        Submit again even if a run of the same code and sources exists.
+    code : str, optional
+        The source text that identifies the run (``%%condor`` passes the cell);
+        default the function's source.
+
+    Returns
+    -------
+    Run
+        The new run, or the existing run of the same content (``run.attached`` is True).
+    """
+    if not callable(func):
+        raise CondorMagicError(f"{func!r} is not a function: pass the function to run on each tile.")
+    if not isinstance(sources, Sources):
+        raise CondorMagicError("sources must come from cm.sources(...) (or %condor_sources).")
+    cpus = check_count(cpus if cpus is not None else int(config.get("cpus")), "--cpus")
+    mem_mb = parse_memory(mem if mem is not None else config.get("mem"), "--mem")
+    gpus = check_count(gpus or 0, "--gpus", minimum=0)
+    disk_mb = parse_memory(disk, "--disk") if disk is not None else None
+    if tiles_per_job is not None:
+        tiles_per_job = check_count(tiles_per_job, "--tiles-per-job")
+    name = check_name(name or getattr(func, "__name__", "run"))
+    try:
+        function_bytes = cloudpickle.dumps(func)
+    except Exception as exc:
+        raise CondorMagicError(
+            f"The function {name} cannot be sent to the jobs ({type(exc).__name__}: {exc}); "
+            "make it use only picklable objects (open files and connections inside the function)."
+        ) from None
+    backend_name = _resolve_backend(backend or str(config.get("backend")))
+    engine = get_backend(backend_name)
+    if code is None:
+        try:
+            code = inspect.getsource(func)
+        except (OSError, TypeError):
+            code = hashlib.sha256(function_bytes).hexdigest()
+
+    options = {
+        "cpus": cpus,
+        "mem": mem_mb,
+        "gpus": gpus,
+        "disk": disk_mb,
+        "tiles_per_job": tiles_per_job,
+        "output": str(output) if output else None,
+        "nodata": nodata,
+        "backend": backend_name,
+        "python": config.get("python"),
+    }
+    content = content_hash(code, sources, options)
+    root = config.runs_dir()
+    if not force:
+        existing = find_by_content(content, root)
+        if existing is not None:
+            existing.attached = True
+            return existing
+
+    graph = build_graph(sources, tiles_per_job, engine.slots(cpus))
+    if not graph.jobs:
+        raise CondorMagicError("The mask leaves no tile to compute: check the mask source, or drop --mask.")
+    run_id = content if not force else f"{content}-{time.strftime('%Y%m%d%H%M%S')}"
+    options["created"] = time.time()
+    manifest = build_manifest(run_id, content, name, code, sources, graph, options)
+    path = create_run_dir(root, run_id, manifest, function_bytes)
+    run = Run(path)
+    try:
+        engine.submit(run, list(range(graph.n_jobs)))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return run
+
+
+def _resolve_backend(name: str) -> str:
+    if name == "auto":
+        return "local"
+    if name not in ("local", "htcondor"):
+        raise CondorMagicError(f"Unknown backend {name!r}: use local, htcondor or auto.")
+    return name
+
+
+def run(name_or_id: str) -> Run:
+    """Find a run by id, id prefix, or name (the newest of that name)."""
+    return find_run(name_or_id)
+
+
+def runs() -> list[Run]:
+    """Every run in the runs directory, newest first."""
+    return list_runs()

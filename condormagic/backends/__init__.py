@@ -1,0 +1,16 @@
+"""Schedulers that take a run's job description: ``local`` (embedded) and ``htcondor``."""
+
+from __future__ import annotations
+
+from ..errors import CondorMagicError
+
+
+def get_backend(name: str):
+    """The backend called ``name``: ``local``, ``htcondor`` or ``auto``."""
+    if name in ("local", "auto"):
+        from .local import LocalBackend
+
+        return LocalBackend()
+    if name == "htcondor":
+        raise CondorMagicError("The htcondor backend is not available in this version yet: use --backend local.")
+    raise CondorMagicError(f"Unknown backend {name!r}: use local or htcondor.")

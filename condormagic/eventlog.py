@@ -1,0 +1,249 @@
+"""The HTCondor job event log: written by the local backend, read for every run.
+
+The writer produces the text a real schedd writes (see the recorded logs in the
+project's tests); the reader goes through ``htcondor2.JobEventLog`` and keeps its
+place, so a refresh reads only the events that arrived since the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+# Event type numbers, as in htcondor2.JobEventType; kept here so that the local
+# runner can write events without importing the bindings.
+SUBMIT, EXECUTE, EVICTED, TERMINATED, IMAGE_SIZE, ABORTED, HELD, RELEASED = 0, 1, 4, 5, 6, 9, 12, 13
+
+IDLE, RUNNING, COMPLETED, FAILED, HELD_STATE, REMOVED = "idle", "running", "completed", "failed", "held", "removed"
+STATES = (IDLE, RUNNING, COMPLETED, FAILED, HELD_STATE, REMOVED)
+TERMINAL = (COMPLETED, FAILED, REMOVED)
+
+_HOST = socket.gethostname().split(".")[0] or "localhost"
+_USAGE = "Usr 0 00:00:00, Sys 0 00:00:00"
+
+
+def _addr(kind: str) -> str:
+    return f"<127.0.0.1:0?addrs=127.0.0.1-0&alias={_HOST}&noUDP&sock={kind}_{os.getpid()}>"
+
+
+def _head(code: int, cluster: int, proc: int, text: str, when: float | None) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when if when is not None else time.time()))
+    return f"{code:03d} ({cluster:03d}.{proc:03d}.000) {stamp} {text}\n"
+
+
+def _resources(cpus: int, disk_kb: int, memory_mb: int, used_mb: int, seconds: int) -> str:
+    return (
+        "\tPartitionable Resources :    Usage  Request Allocated \n"
+        f"\t   Cpus                 :        0 {cpus:>8} {cpus:>9} \n"
+        f"\t   Disk (KB)            :        0 {disk_kb:>8} {disk_kb:>9} \n"
+        "\t   GPUs                 :                           0 \n"
+        f"\t   Memory (MB)          : {used_mb:>8} {memory_mb:>8} {memory_mb:>9} \n"
+        f"\t   TimeExecute (s)      : {seconds:>8}                    \n"
+    )
+
+
+def submit_event(cluster: int, proc: int, batch_name: str, when: float | None = None) -> str:
+    return (
+        _head(SUBMIT, cluster, proc, f"Job submitted from host: {_addr('schedd')}", when)
+        + f'    [ JobBatchName = "{_escape(batch_name)}" ]\n...\n'
+    )
+
+
+def execute_event(
+    cluster: int, proc: int, slot: str, cpus: int, memory_mb: int, scratch: str, when: float | None = None
+) -> str:
+    return (
+        _head(EXECUTE, cluster, proc, f"Job executing on host: {_addr('startd')}", when)
+        + f"\tSlotName: {slot}@{_HOST}\n"
+        + f'\tCondorScratchDir = "{_escape(scratch)}"\n'
+        + f"\tCpus = {cpus}\n\tDisk = 1048576\n\tGPUs = 0\n\tMemory = {memory_mb}\n...\n"
+    )
+
+
+def image_size_event(cluster: int, proc: int, rss_kb: int, when: float | None = None) -> str:
+    return (
+        _head(IMAGE_SIZE, cluster, proc, f"Image size of job updated: {rss_kb}", when)
+        + f"\t{(rss_kb + 1023) // 1024}  -  MemoryUsage of job (MB)\n"
+        + f"\t{rss_kb}  -  ResidentSetSize of job (KB)\n...\n"
+    )
+
+
+def terminated_event(
+    cluster: int,
+    proc: int,
+    return_value: int | None,
+    signal: int | None = None,
+    cpus: int = 1,
+    memory_mb: int = 0,
+    used_mb: int = 0,
+    seconds: int = 0,
+    when: float | None = None,
+) -> str:
+    if signal is None:
+        how = f"\t(1) Normal termination (return value {return_value})\n"
+    else:
+        how = f"\t(0) Abnormal termination (signal {signal})\n\t(0) No core file\n"
+    usage = "".join(
+        f"\t\t{_USAGE}  -  {what}\n"
+        for what in ("Run Remote Usage", "Run Local Usage", "Total Remote Usage", "Total Local Usage")
+    )
+    transfer = "".join(
+        f"\t0  -  {what}\n"
+        for what in (
+            "Run Bytes Sent By Job",
+            "Run Bytes Received By Job",
+            "Total Bytes Sent By Job",
+            "Total Bytes Received By Job",
+        )
+    )
+    return (
+        _head(TERMINATED, cluster, proc, "Job terminated.", when)
+        + how
+        + usage
+        + transfer
+        + _resources(cpus, 1048576, memory_mb, used_mb, seconds)
+        + "...\n"
+    )
+
+
+def evicted_event(
+    cluster: int,
+    proc: int,
+    cpus: int = 1,
+    memory_mb: int = 0,
+    used_mb: int = 0,
+    seconds: int = 0,
+    when: float | None = None,
+) -> str:
+    return (
+        _head(EVICTED, cluster, proc, "Job was evicted. Code 1009 Subcode 0", when)
+        + "\t(0) CPU times\n"
+        + f"\t\t{_USAGE}  -  Run Remote Usage\n\t\t{_USAGE}  -  Run Local Usage\n"
+        + "\t0  -  Run Bytes Sent By Job\n\t0  -  Run Bytes Received By Job\n"
+        + "\tReason: Claim deactivated\n"
+        + _resources(cpus, 1048576, memory_mb, used_mb, seconds)
+        + "...\n"
+    )
+
+
+def held_event(cluster: int, proc: int, reason: str, code: int, subcode: int = 0, when: float | None = None) -> str:
+    reason = " ".join(reason.split()) or "Reason unspecified"
+    return _head(HELD, cluster, proc, "Job was held.", when) + f"\t{reason}\n\tCode {code} Subcode {subcode}\n...\n"
+
+
+def released_event(cluster: int, proc: int, reason: str, when: float | None = None) -> str:
+    return _head(RELEASED, cluster, proc, "Job was released.", when) + f"\t{' '.join(reason.split())}\n...\n"
+
+
+def aborted_event(cluster: int, proc: int, reason: str | None = None, when: float | None = None) -> str:
+    text = _head(ABORTED, cluster, proc, "Job was aborted.", when)
+    if reason:
+        text += f"\t{' '.join(reason.split())}\n"
+    return text + "...\n"
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+@dataclass
+class ProcState:
+    """What the event log says about one job attempt (one cluster.proc)."""
+
+    cluster: int
+    proc: int
+    state: str = IDLE
+    host: str | None = None
+    submitted: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    runtime: float = 0.0
+    exit_code: int | None = None
+    signal: int | None = None
+    hold_reason: str | None = None
+    hold_code: int | None = None
+    peak_memory_mb: int | None = None
+    starts: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class EventLogReader:
+    """Follows one event log and keeps the state of every cluster.proc in it.
+
+    Each :meth:`update` reads only what was appended since the previous call.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.procs: dict[tuple[int, int], ProcState] = {}
+        self.n_events = 0
+        self._log = None
+
+    def update(self) -> int:
+        """Read new events; return how many there were."""
+        import htcondor2
+
+        if self._log is None:
+            if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+                return 0
+            self._log = htcondor2.JobEventLog(self.path)
+        count = 0
+        for event in self._log.events(stop_after=0):
+            self._apply(event)
+            count += 1
+        self.n_events += count
+        return count
+
+    def _apply(self, event) -> None:
+        key = (event.cluster, event.proc)
+        st = self.procs.get(key)
+        if st is None:
+            st = self.procs[key] = ProcState(event.cluster, event.proc)
+        kind = int(event.type)
+        when = float(event.timestamp)
+        if kind == SUBMIT:
+            st.state, st.submitted = IDLE, when
+        elif kind == EXECUTE:
+            st.state, st.started, st.ended = RUNNING, when, None
+            st.host = event.get("SlotName") or event.get("ExecuteHost")
+            st.starts += 1
+            st.hold_reason = st.hold_code = None
+        elif kind == IMAGE_SIZE:
+            mem = event.get("MemoryUsage")
+            if mem is not None:
+                st.peak_memory_mb = max(st.peak_memory_mb or 0, int(mem))
+        elif kind == EVICTED:
+            self._stop(st, when)
+            st.state = IDLE
+        elif kind == TERMINATED:
+            self._stop(st, when)
+            st.ended = when
+            if event.get("TerminatedNormally"):
+                st.exit_code, st.signal = int(event.get("ReturnValue")), None
+            else:
+                st.exit_code, st.signal = None, event.get("TerminatedBySignal")
+            st.state = COMPLETED if st.exit_code == 0 else FAILED
+            mem = event.get("MemoryUsage")
+            if mem is not None:
+                st.peak_memory_mb = max(st.peak_memory_mb or 0, int(mem))
+        elif kind == HELD:
+            self._stop(st, when)
+            st.state = HELD_STATE
+            st.hold_reason = event.get("HoldReason") or "Reason unspecified"
+            st.hold_code = event.get("HoldReasonCode")
+        elif kind == RELEASED:
+            st.state = IDLE
+            st.hold_reason = st.hold_code = None
+        elif kind == ABORTED:
+            self._stop(st, when)
+            st.state, st.ended = REMOVED, when
+        else:
+            return  # types a reader does not use (file transfer, shadow exceptions...)
+        st.history.append(st.state)
+
+    @staticmethod
+    def _stop(st: ProcState, when: float) -> None:
+        if st.state == RUNNING and st.started is not None:
+            st.runtime += max(0.0, when - st.started)

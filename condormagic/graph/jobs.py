@@ -1,0 +1,76 @@
+"""The job graph: which tiles each job computes, and which tiles a mask skips."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .grid import Tile
+from .reader import SourceReader
+from .sources import Sources
+
+
+@dataclass(frozen=True)
+class JobGraph:
+    """Tiles grouped into jobs; ``skipped`` holds the indices of tiles a mask left out."""
+
+    tiles: list[Tile]
+    jobs: list[list[int]]
+    skipped: list[int]
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.jobs)
+
+    def to_dict(self) -> dict:
+        return {
+            "tiles": [t.to_list() for t in self.tiles],
+            "jobs": self.jobs,
+            "skipped": self.skipped,
+        }
+
+
+def default_tiles_per_job(n_tiles: int, slots: int) -> int:
+    """Tiles per job that give about four jobs per slot: cores stay busy to the end,
+    and each job's start-up is shared by several tiles."""
+    return max(1, math.ceil(n_tiles / max(1, 4 * slots)))
+
+
+def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) -> JobGraph:
+    """Group the tiles of ``src`` into jobs, leaving out tiles the mask source zeroes.
+
+    Parameters
+    ----------
+    src : Sources
+    tiles_per_job : int, optional
+        Default: :func:`default_tiles_per_job` for ``slots`` concurrent jobs.
+    slots : int
+        How many jobs can run at once (used only for the default).
+    """
+    tiles = src.tiles
+    skipped = _masked_out(src) if src.mask else []
+    skip = set(skipped)
+    todo = [t.index for t in tiles if t.index not in skip]
+    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots)
+    jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
+    return JobGraph(tiles, jobs, skipped)
+
+
+def _masked_out(src: Sources) -> list[int]:
+    """Tiles whose mask pixels are all zero or nodata (the halo is not looked at)."""
+    mask = src[src.mask]
+    reader = SourceReader(mask.to_dict(), src.grid)
+    try:
+        out = []
+        for tile in src.tiles:
+            values = reader.read(tile.window)
+            valid = values != 0
+            if reader.nodata is not None:
+                valid &= ~(np.isnan(values) if np.isnan(reader.nodata) else values == reader.nodata)
+            if not valid.any():
+                out.append(tile.index)
+        return out
+    finally:
+        reader.close()

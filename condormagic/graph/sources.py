@@ -1,0 +1,337 @@
+"""Raster sources declared by name, checked, and aligned onto one target grid."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.warp import transform_bounds
+
+from ..errors import SourceError
+from .grid import Grid, Tile, tile_grid
+
+RESERVED = {"grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One named raster, as it is on disk and as it will be read onto the grid."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: str | None
+    transform: Affine
+    nodata: float | None
+    resampling: str = "nearest"
+    size: int | None = None
+    mtime_ns: int | None = None
+    warp: bool = False
+    offset: tuple[int, int] = (0, 0)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (math.hypot(self.transform.a, self.transform.d), math.hypot(self.transform.b, self.transform.e))
+
+    def identity(self) -> list:
+        """What identifies this source's content for the run id: path, size, mtime."""
+        return [self.path, self.size, self.mtime_ns]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "count": self.count,
+            "dtype": self.dtype,
+            "crs": self.crs,
+            "transform": list(self.transform)[:6],
+            "nodata": _json_nodata(self.nodata),
+            "resampling": self.resampling,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "warp": self.warp,
+            "offset": list(self.offset),
+        }
+
+
+@dataclass
+class Sources(Mapping):
+    """Named raster sources on one target grid, cut into tiles.
+
+    Build it with :func:`sources`. Iterating gives the names in declaration order,
+    which is the order of the arrays the function receives.
+    """
+
+    by_name: dict[str, Source]
+    grid: Grid
+    tile: int
+    halo: int = 0
+    mask: str | None = None
+    grid_from: str | None = None
+    _tiles: list[Tile] | None = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> Source:
+        return self.by_name[name]
+
+    def __iter__(self):
+        return iter(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    @property
+    def tiles(self) -> list[Tile]:
+        if self._tiles is None:
+            self._tiles = tile_grid(self.grid, self.tile, self.halo)
+        return self._tiles
+
+    def to_dict(self) -> dict:
+        return {
+            "grid": self.grid.to_dict(),
+            "grid_from": self.grid_from,
+            "tile": self.tile,
+            "halo": self.halo,
+            "mask": self.mask,
+            "sources": [s.to_dict() for s in self.by_name.values()],
+        }
+
+    def identity(self) -> dict:
+        """What of the sources determines a result: used in the run id."""
+        return {
+            "grid": self.grid.to_dict(),
+            "tile": self.tile,
+            "halo": self.halo,
+            "mask": self.mask,
+            "sources": {n: s.identity() + [s.resampling] for n, s in self.by_name.items()},
+        }
+
+    def table(self) -> list[dict]:
+        """One row per source: what the ``%condor_sources`` table shows."""
+        return [
+            {
+                "name": s.name,
+                "file": s.path,
+                "size": f"{s.width} x {s.height}",
+                "bands": s.count,
+                "dtype": s.dtype,
+                "crs": _crs_label(s.crs),
+                "resolution": f"{s.res[0]:.6g} x {s.res[1]:.6g}",
+                "warped": f"yes ({s.resampling})" if s.warp else "no",
+            }
+            for s in self.by_name.values()
+        ]
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.by_name)
+        g = self.grid
+        return (
+            f"<Sources [{names}] grid {g.width}x{g.height} {_crs_label(g.crs)}, "
+            f"tile {self.tile}, halo {self.halo}, {len(self.tiles)} tiles>"
+        )
+
+
+def sources(
+    grid: str | None = None,
+    tile: int = 1024,
+    halo: int = 0,
+    resampling: Mapping[str, str] | None = None,
+    mask: str | None = None,
+    crs: str | None = None,
+    res: float | tuple[float, float] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    **paths: str,
+) -> Sources:
+    """Declare named raster sources and the grid they are read onto.
+
+    Parameters
+    ----------
+    grid : str, optional
+        Name of the source whose grid is the target grid. Default: the first source,
+        unless ``crs``, ``res`` and ``bounds`` give an explicit grid.
+    tile : int
+        Tile size in pixels (square).
+    halo : int
+        Pixels of context read around every tile; the worker crops them from the result.
+    resampling : dict, optional
+        Per-source resampling for sources warped onto the grid (``{"dem1": "bilinear"}``);
+        nearest by default.
+    mask : str, optional
+        Name of a source whose all-zero (or all-nodata) tiles are skipped.
+    crs, res, bounds : optional
+        An explicit target grid: CRS (anything ``rasterio.crs.CRS.from_user_input``
+        takes), resolution in CRS units, and ``(left, bottom, right, top)``.
+    **paths : str
+        ``name=path`` for each source, in the order the function receives them. Any path
+        or URI rasterio opens (``/vsicurl/...``, ``/vsizip/...``) works.
+
+    Returns
+    -------
+    Sources
+
+    Raises
+    ------
+    SourceError
+        A file is missing or unreadable, a source does not overlap the grid, or
+        an option names no declared source.
+    """
+    if not paths:
+        raise SourceError('No sources were given: name each raster, as in cm.sources(dem="dem.tif").')
+    if int(tile) < 1 or int(halo) < 0:
+        raise SourceError(f"tile must be at least 1 and halo at least 0 (got tile={tile}, halo={halo}).")
+    resampling = dict(resampling or {})
+    for name in [grid, mask, *resampling]:
+        if name is not None and name not in paths:
+            raise SourceError(f"{name!r} is not a declared source: declared are {', '.join(paths)}.")
+    for name, method in resampling.items():
+        if method not in Resampling.__members__:
+            raise SourceError(
+                f"Unknown resampling {method!r} for {name!r}: use one of nearest, bilinear, cubic, "
+                "average, mode, min, max, med."
+            )
+
+    opened = {name: _describe(name, path, resampling.get(name, "nearest")) for name, path in paths.items()}
+    explicit = [crs, res, bounds]
+    if any(v is not None for v in explicit):
+        if grid is not None or any(v is None for v in explicit):
+            raise SourceError("An explicit grid needs all of crs, res and bounds, and no grid source name.")
+        target = _explicit_grid(crs, res, bounds)
+        grid_from = None
+    else:
+        grid_from = grid or next(iter(paths))
+        g = opened[grid_from]
+        target = Grid(g.crs, g.transform, g.width, g.height)
+
+    aligned = {name: _align(src, target) for name, src in opened.items()}
+    return Sources(aligned, target, int(tile), int(halo), mask, grid_from)
+
+
+def _describe(name: str, path: str, resampling: str) -> Source:
+    path = os.fspath(path)
+    is_local = not path.startswith("/vsi") and "://" not in path
+    size = mtime = None
+    if is_local:
+        if not os.path.exists(path):
+            raise SourceError(f"Source {name!r}: the file {path} does not exist; check the path.")
+        path = os.path.abspath(path)
+        stat = os.stat(path)
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    try:
+        with rasterio.open(path) as ds:
+            return Source(
+                name=name,
+                path=path,
+                width=ds.width,
+                height=ds.height,
+                count=ds.count,
+                dtype=ds.dtypes[0],
+                crs=ds.crs.to_wkt() if ds.crs else None,
+                transform=ds.transform,
+                nodata=ds.nodata,
+                resampling=resampling,
+                size=size,
+                mtime_ns=mtime,
+            )
+    except RasterioIOError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unknown error"
+        raise SourceError(
+            f"Source {name!r}: {path} is not a raster GDAL can read ({reason}); check that it is a GeoTIFF "
+            "or another GDAL format."
+        ) from None
+
+
+def _explicit_grid(crs, res, bounds) -> Grid:
+    try:
+        wkt = CRS.from_user_input(crs).to_wkt()
+    except Exception:
+        raise SourceError(f"{crs!r} is not a CRS: use an EPSG code such as EPSG:3035, or WKT.") from None
+    xres, yres = (res, res) if isinstance(res, (int, float)) else res
+    left, bottom, right, top = bounds
+    if xres <= 0 or yres <= 0 or right <= left or top <= bottom:
+        raise SourceError(
+            "The explicit grid needs a positive resolution and bounds with left < right and bottom < top."
+        )
+    width, height = math.ceil((right - left) / xres - 1e-9), math.ceil((top - bottom) / yres - 1e-9)
+    return Grid(wkt, Affine(xres, 0, left, 0, -yres, top), width, height)
+
+
+def _align(src: Source, grid: Grid) -> Source:
+    """Decide how ``src`` is read onto ``grid``: a pixel offset, or a warp."""
+    same_crs = src.crs == grid.crs or (src.crs and grid.crs and CRS.from_wkt(src.crs) == CRS.from_wkt(grid.crs))
+    if same_crs:
+        # Source pixel (col, row) of the grid's pixel (0, 0): whole numbers mean no resampling is needed.
+        col, row = ~src.transform * (grid.transform.c, grid.transform.f)
+        same_axes = all(_close(getattr(src.transform, k), getattr(grid.transform, k)) for k in "abde")
+        if same_axes and _whole(col) and _whole(row):
+            offset = (round(row), round(col))
+            _check_overlap(src, grid, offset)
+            return replace(src, warp=False, offset=offset)
+    if src.crs is None or grid.crs is None:
+        raise SourceError(
+            f"Source {src.name!r} ({src.path}) has no CRS and is not on the grid's pixels, so it cannot be "
+            "aligned: give it a CRS or declare sources that share its grid."
+        )
+    if not grid.is_rectilinear or src.transform.b or src.transform.d:
+        raise SourceError(
+            f"Source {src.name!r} ({src.path}) would need warping to or from a rotated grid, which condormagic "
+            "does not do: warp it to a north-up grid first (gdalwarp) or declare sources that share its grid."
+        )
+    left, bottom, right, top = transform_bounds(CRS.from_wkt(src.crs), CRS.from_wkt(grid.crs), *_src_bounds(src))
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    if right <= g_left or left >= g_right or top <= g_bottom or bottom >= g_top:
+        raise SourceError(
+            f"Source {src.name!r} ({src.path}) does not overlap the grid: check that it covers the same area."
+        )
+    return replace(src, warp=True, offset=(0, 0))
+
+
+def _check_overlap(src: Source, grid: Grid, offset: tuple[int, int]) -> None:
+    row, col = offset
+    if row >= src.height or col >= src.width or row + grid.height <= 0 or col + grid.width <= 0:
+        raise SourceError(
+            f"Source {src.name!r} ({src.path}) does not overlap the grid: check that it covers the same area."
+        )
+
+
+def _src_bounds(src: Source) -> tuple[float, float, float, float]:
+    left, top = src.transform * (0, 0)
+    right, bottom = src.transform * (src.width, src.height)
+    return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _whole(x: float) -> bool:
+    return abs(x - round(x)) < 1e-6
+
+
+def _crs_label(wkt: str | None) -> str:
+    if not wkt:
+        return "none"
+    crs = CRS.from_wkt(wkt)
+    epsg = crs.to_epsg()
+    if epsg:
+        return f"EPSG:{epsg}"
+    name = wkt.split('"')[1] if '"' in wkt else "custom"
+    return name
+
+
+def _json_nodata(value: float | None):
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "nan"
+    return value
