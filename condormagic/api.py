@@ -7,19 +7,48 @@ import inspect
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cloudpickle
 
 from . import config
 from .backends import get_backend
 from .errors import CondorMagicError
-from .graph import Sources, build_graph
+from .graph import JobGraph, Sources, build_graph
 from .graph.manifest import build_manifest, content_hash
 from .resources import check_count, check_name, parse_memory
 from .runs import Run, create_run_dir, find_by_content, find_run, list_runs
 
 
-def submit(
+@dataclass
+class Plan:
+    """Everything a run needs, checked, before anything is written: see :func:`plan`."""
+
+    func: Callable
+    function_bytes: bytes
+    sources: Sources
+    name: str
+    code: str
+    options: dict
+    content_hash: str
+    engine: object
+    _graph: JobGraph | None = None
+
+    @property
+    def graph(self) -> JobGraph:
+        if self._graph is None:
+            slots = self.engine.slots(self.options["cpus"])
+            self._graph = build_graph(self.sources, self.options["tiles_per_job"], slots)
+            if not self._graph.jobs:
+                raise CondorMagicError("The mask leaves no tile to compute: check the mask source, or drop --mask.")
+        return self._graph
+
+    def existing(self) -> Run | None:
+        """The run this plan would attach to: same code, sources and result options."""
+        return find_by_content(self.content_hash, config.runs_dir())
+
+
+def plan(
     func: Callable,
     sources: Sources,
     cpus: int | None = None,
@@ -31,42 +60,12 @@ def submit(
     output: str | None = None,
     backend: str | None = None,
     nodata: float | None = None,
-    force: bool = False,
     code: str | None = None,
-) -> Run:
-    """Run ``func`` over every tile of ``sources`` as a cluster of jobs.
+) -> Plan:
+    """Check a run's arguments and build its job graph without submitting anything.
 
-    Parameters
-    ----------
-    func : callable
-        ``func(img)``, where ``img`` holds one array per source (see the README's
-        function contract). Returns an array of the tile's rows and cols, ``(array,
-        metrics)``, a metrics dict, or ``None``.
-    sources : Sources
-        From :func:`condormagic.sources`.
-    cpus, mem, gpus, disk :
-        Resources each job requests; ``mem`` and ``disk`` as HTCondor reads them
-        (``"6GB"``, ``"6000MB"``, or a number of MB).
-    name : str, optional
-        The run's name (HTCondor's ``JobBatchName``); default: the function's name.
-    tiles_per_job : int, optional
-        Default: about four jobs per core (local) so that start-up is shared.
-    output : str, optional
-        Path of the Cloud-Optimized GeoTIFF; default ``output.tif`` in the run directory.
-    backend : {"local", "htcondor", "auto"}, optional
-    nodata : float, optional
-        Nodata of the output; default NaN for float outputs, none for integers
-        (0 where a mask skipped tiles).
-    force : bool
-        Submit again even if a run of the same code and sources exists.
-    code : str, optional
-        The source text that identifies the run (``%%condor`` passes the cell);
-        default the function's source.
-
-    Returns
-    -------
-    Run
-        The new run, or the existing run of the same content (``run.attached`` is True).
+    Takes the arguments of :func:`submit` (but ``force``); ``%%condor --dry-run``
+    shows the result. Raises :class:`CondorMagicError` with one sentence on bad input.
     """
     if not callable(func):
         raise CondorMagicError(f"{func!r} is not a function: pass the function to run on each tile.")
@@ -93,7 +92,6 @@ def submit(
             code = inspect.getsource(func)
         except (OSError, TypeError):
             code = hashlib.sha256(function_bytes).hexdigest()
-
     options = {
         "cpus": cpus,
         "mem": mem_mb,
@@ -106,23 +104,62 @@ def submit(
         "python": config.get("python"),
     }
     content = content_hash(code, sources, options)
-    root = config.runs_dir()
+    return Plan(func, function_bytes, sources, name, code, options, content, engine)
+
+
+def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> Run:
+    """Run ``func`` over every tile of ``sources`` as a cluster of jobs.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(img)``, where ``img`` holds one array per source (see the README's
+        function contract). Returns an array of the tile's rows and cols, ``(array,
+        metrics)``, a metrics dict, or ``None``.
+    sources : Sources
+        From :func:`condormagic.sources`.
+    force : bool
+        Submit again even if a run of the same code and sources exists.
+    cpus, mem, gpus, disk :
+        Resources each job requests; ``mem`` and ``disk`` as HTCondor reads them
+        (``"6GB"``, ``"6000MB"``, or a number of MB).
+    name : str, optional
+        The run's name (HTCondor's ``JobBatchName``); default: the function's name.
+    tiles_per_job : int, optional
+        Default: about four jobs per slot, so that start-up is shared.
+    output : str, optional
+        Path of the Cloud-Optimized GeoTIFF; default ``output.tif`` in the run directory.
+    backend : {"local", "htcondor", "auto"}, optional
+    nodata : float, optional
+        Nodata of the output; default NaN for float outputs, none for integers
+        (0 where a mask skipped tiles).
+    code : str, optional
+        The source text that identifies the run (``%%condor`` passes the cell);
+        default the function's source.
+
+    Returns
+    -------
+    Run
+        The new run, or the existing run of the same content (``run.attached`` is True).
+    """
+    return submit_plan(plan(func, sources, **kwargs), force=force)
+
+
+def submit_plan(p: Plan, force: bool = False) -> Run:
+    """Submit a checked :class:`Plan`, or attach to the run it already made."""
     if not force:
-        existing = find_by_content(content, root)
+        existing = p.existing()
         if existing is not None:
             existing.attached = True
             return existing
-
-    graph = build_graph(sources, tiles_per_job, engine.slots(cpus))
-    if not graph.jobs:
-        raise CondorMagicError("The mask leaves no tile to compute: check the mask source, or drop --mask.")
-    run_id = content if not force else f"{content}-{time.strftime('%Y%m%d%H%M%S')}"
-    options["created"] = time.time()
-    manifest = build_manifest(run_id, content, name, code, sources, graph, options)
-    path = create_run_dir(root, run_id, manifest, function_bytes)
+    graph = p.graph
+    run_id = p.content_hash if not force else f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}"
+    options = dict(p.options, created=time.time())
+    manifest = build_manifest(run_id, p.content_hash, p.name, p.code, p.sources, graph, options)
+    path = create_run_dir(config.runs_dir(), run_id, manifest, p.function_bytes)
     run = Run(path)
     try:
-        engine.submit(run, list(range(graph.n_jobs)))
+        p.engine.submit(run, list(range(graph.n_jobs)))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
