@@ -14,3 +14,14 @@ def get_backend(name: str):
     if name == "htcondor":
         raise CondorMagicError("The htcondor backend is not available in this version yet: use --backend local.")
     raise CondorMagicError(f"Unknown backend {name!r}: use local or htcondor.")
+
+
+def describe_default() -> str:
+    """Which backend ``%%condor`` will use with the current settings, in a few words."""
+    from .. import config
+
+    name = str(config.get("backend"))
+    try:
+        return get_backend(name).describe()
+    except CondorMagicError as exc:
+        return f"{name} (unavailable: {exc})"
