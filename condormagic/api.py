@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ def plan(
         "nodata": nodata,
         "backend": backend_name,
         "python": config.get("python"),
+        "cwd": os.getcwd(),
     }
     content = content_hash(code, sources, options)
     return Plan(func, function_bytes, sources, name, code, options, content, engine)

@@ -118,6 +118,8 @@ def build_description(run_dir: str, run_id: str, name: str, options: dict, pytho
         "request_cpus": str(cpus),
         "request_memory": str(mem),
         "log": submit_path(os.path.join(run_dir, "events.log")),
+        # Relative paths in the function mean what they meant in the notebook.
+        "initialdir": submit_path(options.get("cwd") or run_dir),
         "output": os.path.join(submit_path(run_dir), "logs", "$(ClusterId).$(ProcId).out"),
         "should_transfer_files": "NO",
         "environment": quote_arguments([f"{k}={v}" for k, v in env.items()]),

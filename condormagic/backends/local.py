@@ -241,7 +241,13 @@ class Runner:
         err = open(expand_macros(d["error"], macros), "ab")
         self.write(ev.execute_event(p.cluster, p.proc, f"slot1_{slot}", p.cpus, p.memory_mb, str(self.run_dir)))
         p.popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=self.run_dir, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=expand_macros(d.get("initialdir", str(self.run_dir)), macros),
+            start_new_session=True,
         )
         p.files = [out, err]
         p.state, p.slot, p.started, p.peak_kb, p.reported_kb = ev.RUNNING, slot, time.time(), 0, 0

@@ -1,0 +1,100 @@
+"""The ``condormagic`` command: runs, status, rm, retry, worker, demo."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import CondorMagicError
+
+
+def _find(name: str):
+    from .runs import find_run
+
+    try:
+        return find_run(name)
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="condormagic")
+def main() -> None:
+    """Scale a NumPy function over big rasters, from a notebook cell to HTCondor."""
+
+
+@main.command()
+def runs() -> None:
+    """List the runs in the runs directory, newest first."""
+    from . import config
+    from .runs import list_runs
+    from .widgets.cards import age
+
+    found = list_runs()
+    if not found:
+        click.echo(f"No runs yet in {config.runs_dir()}.")
+        return
+    for run in found:
+        counts = ", ".join(f"{k} {v}" for k, v in run.status().items() if v)
+        click.echo(f"{run.name:20} {run.id:32} {run.backend:8} {run.n_jobs:5} jobs  {counts:40} {age(run.created)}")
+
+
+@main.command()
+@click.argument("name")
+def status(name: str) -> None:
+    """Show one run's jobs and where its output is."""
+    from .widgets.cards import run_text
+
+    run = _find(name)
+    click.echo(run_text(run))
+
+
+@main.command()
+@click.argument("name")
+def rm(name: str) -> None:
+    """Remove a run's idle, running and held jobs."""
+    run = _find(name)
+    n = run.remove()
+    click.echo(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
+
+
+@main.command()
+@click.argument("name")
+def retry(name: str) -> None:
+    """Submit a run's failed, held and removed jobs again, as a new cluster."""
+    run = _find(name)
+    jobs = run.retry()
+    click.echo(
+        f"Resubmitted {len(jobs)} job(s) of {run.name}: {jobs}." if jobs else f"{run.name} has nothing to retry."
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("run_dir")
+@click.argument("job", type=int)
+@click.argument("out_dir", required=False)
+def worker(run_dir: str, job: int, out_dir: str | None) -> None:
+    """Run one job of a run (what the scheduler starts; same as python -m condormagic.worker)."""
+    from .worker import main as worker_main
+
+    sys.exit(worker_main([run_dir, str(job)] + ([out_dir] if out_dir else [])))
+
+
+@main.command()
+@click.option("--size", default=4096, show_default=True, help="pixels per side of the generated rasters")
+def demo(size: int) -> None:
+    """Run examples/deforestation.ipynb end to end on the local backend and print what it found."""
+    from .demo import run_demo
+
+    try:
+        output, percent, notebook = run_demo(size)
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Executed notebook: {notebook}")
+    click.echo(f"Output GeoTIFF: {output}")
+    click.echo(f"Deforestation inside the forest polygons: {percent:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``condormagic demo``: the deforestation example, end to end, through a real kernel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import CondorMagicError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_demo(size: int = 4096) -> tuple[str, float, Path]:
+    """Make the data, execute ``examples/deforestation.ipynb`` headless, and read its result.
+
+    Returns the output GeoTIFF's path, the percentage of forest-polygon pixels found
+    deforested, and the path of the executed notebook.
+    """
+    import nbformat
+    import numpy as np
+    import rasterio
+    from nbclient import NotebookClient
+
+    notebook = EXAMPLES / "deforestation.ipynb"
+    if not notebook.exists():
+        raise CondorMagicError(f"{notebook} is missing: the demo runs from a checkout of the condormagic repository.")
+    env_size = os.environ.get("CONDORMAGIC_DEMO_SIZE")
+    os.environ["CONDORMAGIC_DEMO_SIZE"] = str(size)
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+        NotebookClient(
+            nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+        ).execute()
+    finally:
+        if env_size is None:
+            os.environ.pop("CONDORMAGIC_DEMO_SIZE", None)
+        else:
+            os.environ["CONDORMAGIC_DEMO_SIZE"] = env_size
+    executed = EXAMPLES / "executed" / notebook.name
+    executed.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, executed)
+
+    from .api import run as find_run
+
+    result = find_run("DEFORESTATION")
+    output = result.output
+    if output is None:
+        raise CondorMagicError(f"The demo's run {result.id} did not complete: {result.status()}; see {result.path}.")
+    with rasterio.open(output) as out, rasterio.open(EXAMPLES / "data" / "polygon.tif") as poly:
+        deforested = np.count_nonzero(out.read(1))
+        inside = np.count_nonzero(poly.read(1))
+    return output, 100.0 * deforested / inside, executed

@@ -1,0 +1,320 @@
+"""The IPython magics: they parse arguments and delegate; nothing here knows how jobs run."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from html import escape
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+from traitlets import Int, Unicode
+
+from .. import api, config
+from ..errors import CondorMagicError
+from ..graph import sources as make_sources
+from ..graph.html import graph_html, graph_text
+from ..runs import find_run, list_runs
+from .cell import pick_function, png_html, preview_png
+
+
+class _Shown:
+    """Something with an HTML and a text form, for ``display``."""
+
+    def __init__(self, html: str, text: str):
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _usage(exc: Exception) -> UsageError:
+    return UsageError(str(exc))
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"{item!r} is not {what}: write NAME=VALUE, as in dem1=data/dem_2000.tif.")
+        out[name] = value
+    return out
+
+
+@magics_class
+class CondorMagics(Magics):
+    """``%condor_sources``, ``%%condor`` and the run-steering line magics.
+
+    Settings (also ``c.CondorMagics.<name>`` in IPython configuration, and
+    ``CONDORMAGIC_<NAME>`` environment variables): ``backend``, ``runs_dir``,
+    ``cpus``, ``mem``, ``tile``.
+    """
+
+    backend = Unicode(None, allow_none=True, help="local, htcondor or auto").tag(config=True)
+    runs_dir = Unicode(None, allow_none=True, help="where run directories are made").tag(config=True)
+    cpus = Int(None, allow_none=True, help="default --cpus").tag(config=True)
+    mem = Unicode(None, allow_none=True, help="default --mem").tag(config=True)
+    tile = Int(None, allow_none=True, help="default tile size of %condor_sources").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        for key in ("backend", "runs_dir", "cpus", "mem", "tile"):
+            value = getattr(self, key)
+            if value is not None:
+                config.set(**{key: value})
+        self.sources = None
+
+    # -- sources ----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("pairs", nargs="*", help="NAME=PATH for each raster, in the order the function receives them")
+    @argument("--grid", help="the source whose grid is the target grid (default: the first)")
+    @argument("--crs", help="an explicit target grid's CRS (with --res and --bounds)")
+    @argument("--res", type=float, nargs="+", help="an explicit grid's resolution: one value, or X Y")
+    @argument("--bounds", type=float, nargs=4, metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"))
+    @argument("--tile", type=int, help="tile size in pixels (default 1024)")
+    @argument("--halo", type=int, default=0, help="pixels of context read around every tile")
+    @argument("--mask", help="a source whose all-zero tiles are skipped")
+    @argument("--resampling", action="append", default=[], metavar="NAME=METHOD", help="for warped sources")
+    @line_magic
+    def condor_sources(self, line: str):
+        """Declare the raster sources of the next ``%%condor`` cells and show them."""
+        args = parse_argstring(self.condor_sources, line)
+        paths = _pairs(args.pairs, "a source")
+        if not paths:
+            raise UsageError("Name at least one source: %condor_sources dem=data/dem.tif [--grid dem] [--tile 1024].")
+        res = None if args.res is None else (args.res[0] if len(args.res) == 1 else tuple(args.res[:2]))
+        try:
+            self.sources = make_sources(
+                grid=args.grid,
+                tile=args.tile or int(config.get("tile")),
+                halo=args.halo,
+                resampling=_pairs(args.resampling, "a resampling"),
+                mask=args.mask,
+                crs=args.crs,
+                res=res,
+                bounds=tuple(args.bounds) if args.bounds else None,
+                **paths,
+            )
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
+        display(sources_view(self.sources))
+
+    # -- the cell -----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--cpus", type=int, help="CPUs per job (request_cpus)")
+    @argument("--mem", nargs="+", help="memory per job: 6GB, 6 GB, 6000MB, 6GiB, or MB")
+    @argument("--gpus", type=int, default=0, help="GPUs per job")
+    @argument("--disk", nargs="+", help="disk per job, as --mem")
+    @argument("--name", help="the run's name (JobBatchName); default: the function's name")
+    @argument("--func", help="which function of the cell to run, when it defines several")
+    @argument("--sources", help="a variable holding cm.sources(...), instead of %%condor_sources")
+    @argument("--tiles-per-job", type=int, help="tiles computed by each job")
+    @argument("--output", help="path of the output Cloud-Optimized GeoTIFF")
+    @argument("--backend", choices=["local", "htcondor", "auto"], help="where the jobs run")
+    @argument("--dry-run", action="store_true", help="show the job graph; submit nothing")
+    @argument("--preview", action="store_true", help="run the function on one tile here and show it; submit nothing")
+    @argument("--force", action="store_true", help="submit again even if this cell already has a run")
+    @argument("--wait", action="store_true", help="block until every job has finished")
+    @cell_magic
+    def condor(self, line: str, cell: str):
+        """Define the cell's function, then run it over every tile of the sources as jobs.
+
+        The cell runs normally first, so its function exists in the notebook. Then
+        the job graph is built and shown, the jobs are submitted (or, if this exact
+        cell already made a run, that run is attached to), and the run is returned.
+        """
+        args = parse_argstring(self.condor, line)
+        src = self._sources_for(args.sources)
+        mem = " ".join(args.mem) if args.mem else None
+        disk = " ".join(args.disk) if args.disk else None
+        # The cell runs as any cell does: a syntax error or an exception shows as usual.
+        result = self.shell.run_cell(cell, store_history=False)
+        if not result.success:
+            raise UsageError("The cell raised an error (shown above), so nothing was submitted.")
+        try:
+            func = self.shell.user_ns[pick_function(cell, args.func)]
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
+        try:
+            plan = api.plan(
+                func,
+                src,
+                cpus=args.cpus,
+                mem=mem,
+                gpus=args.gpus,
+                disk=disk,
+                name=args.name,
+                tiles_per_job=args.tiles_per_job,
+                output=args.output,
+                backend=args.backend,
+                code=cell,
+            )
+            if args.preview:
+                return self._preview(plan)
+            existing = None if args.force else plan.existing()
+            if existing is None or args.dry_run:
+                graph = plan.graph
+                header = "(dry run) " if args.dry_run else ""
+                display(_Shown(graph_html(graph, src, plan.name, header), graph_text(graph, src, plan.name)))
+            if args.dry_run:
+                print(
+                    f"Dry run: {plan.graph.n_jobs} jobs would be submitted to {plan.options['backend']}; nothing was."
+                )
+                return None
+            run = api.submit_plan(plan, force=args.force)
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
+        if run.attached:
+            print(
+                f"Attached to run {run.name} ({run.id}), made {_ago(run.created)} by this same cell; "
+                "no new jobs (--force submits again)."
+            )
+        if args.wait:
+            run.wait()
+        return run
+
+    def _sources_for(self, variable: str | None):
+        if variable:
+            from ..graph import Sources
+
+            value = self.shell.user_ns.get(variable)
+            if not isinstance(value, Sources):
+                raise UsageError(f"--sources {variable}: no variable {variable} holding cm.sources(...) is defined.")
+            return value
+        if self.sources is None:
+            raise UsageError(
+                "No sources are declared: run %condor_sources NAME=PATH ... first, or pass --sources VARIABLE."
+            )
+        return self.sources
+
+    def _preview(self, plan):
+        from ..graph import GridReader
+        from ..worker import JobFailure, _crop, _split
+
+        graph = plan.graph
+        tiles = [t for job in graph.jobs for t in job]
+        tile = graph.tiles[tiles[len(tiles) // 2]]
+        with GridReader([s.to_dict() for s in plan.sources.values()], plan.sources.grid) as reader:
+            img = reader.read(tile.read_window)
+        result = plan.func(img)
+        try:
+            array, metrics = _split(result, tile)
+            array = None if array is None else _crop(array, tile)
+        except JobFailure as failure:
+            raise UsageError(f"Preview: {failure}.") from None
+        caption = (
+            f"Preview of tile {tile.index} (rows {tile.row_off}:{tile.row_off + tile.height}, "
+            f"cols {tile.col_off}:{tile.col_off + tile.width})"
+        )
+        if metrics:
+            caption += " &middot; " + ", ".join(f"{escape(k)} = {v:,.6g}" for k, v in metrics.items())
+        if array is not None:
+            display(HTML(png_html(preview_png(array), caption)))
+            print(f"{caption.split(' &middot;')[0]}: {array.dtype} {list(array.shape)}; nothing was submitted.")
+        else:
+            print(f"{caption}: no array returned; nothing was submitted.")
+        return None
+
+    # -- runs -----------------------------------------------------------------------------------
+    @line_magic
+    def condor_status(self, line: str):
+        """``%condor_status [NAME]``: one run's status, or every run's."""
+        name = line.strip()
+        if name:
+            return self._run(name)
+        runs = list_runs()
+        if not runs:
+            print(f"No runs yet in {config.runs_dir()}.")
+            return None
+        return _Shown(runs_table(runs), "\n".join(repr(r) for r in runs))
+
+    @line_magic
+    def condor_rm(self, line: str):
+        """``%condor_rm NAME``: remove a run's unfinished jobs."""
+        run = self._run(_one_name(line, "%condor_rm"))
+        n = run.remove()
+        print(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
+
+    @line_magic
+    def condor_retry(self, line: str):
+        """``%condor_retry NAME``: submit a run's failed, held and removed jobs again."""
+        run = self._run(_one_name(line, "%condor_retry"))
+        jobs = run.retry()
+        print(f"Resubmitted {len(jobs)} job(s) of {run.name}: {jobs}." if jobs else f"{run.name} has nothing to retry.")
+        return run
+
+    @line_magic
+    def condor_config(self, line: str):
+        """``%condor_config [KEY=VALUE ...]``: show or change settings (backend, runs_dir, cpus, mem, tile...)."""
+        try:
+            values = _pairs(shlex.split(line), "a setting")
+            config.set(**values)
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
+        for key, value in config.DEFAULTS.items():
+            print(f"{key:9} = {config.get(key)!s}" + ("" if config.get(key) != value else "  (default)"))
+
+    def _run(self, name: str):
+        try:
+            return find_run(name)
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
+
+
+def _one_name(line: str, magic: str) -> str:
+    names = line.split()
+    if len(names) != 1:
+        raise UsageError(f"{magic} takes one run name or id; `%condor_status` lists the runs.")
+    return names[0]
+
+
+def _ago(when: float) -> str:
+    from ..widgets.cards import age
+
+    return age(when)
+
+
+def sources_view(src) -> _Shown:
+    rows = src.table()
+    cols = list(rows[0])
+    head = "".join(f"<th style='text-align:left'>{c}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{escape(str(r[c]))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    g = src.grid
+    caption = (
+        f"grid {g.width} &times; {g.height} from <b>{escape(src.grid_from or 'explicit grid')}</b>, "
+        f"{len(src.tiles)} tiles of {src.tile} px"
+        + (f", halo {src.halo}" if src.halo else "")
+        + (f", mask {escape(src.mask)}" if src.mask else "")
+    )
+    html = f"<table><caption style='text-align:left'>{caption}</caption><tr>{head}</tr>{body}</table>"
+    text = repr(src) + "\n" + "\n".join("  " + "  ".join(str(r[c]) for c in cols) for r in rows)
+    return _Shown(html, text)
+
+
+def runs_table(runs) -> str:
+    from ..widgets.cards import age, status_bar
+
+    rows = []
+    for r in runs:
+        rows.append(
+            f"<tr><td><b>{escape(r.name)}</b></td><td><code>{escape(r.id)}</code></td><td>{escape(r.backend)}</td>"
+            f"<td>{r.n_jobs}</td><td>{status_bar(r.status(), 160)}</td><td>{age(r.created)}</td></tr>"
+        )
+    head = "<tr><th>name</th><th>id</th><th>backend</th><th>jobs</th><th>state</th><th>made</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def load_ipython_extension(ipython) -> None:
+    from .. import __version__
+    from ..backends import describe_default
+
+    ipython.register_magics(CondorMagics)
+    print(f"condormagic {__version__}: %%condor runs on {describe_default()}", file=sys.stdout)
