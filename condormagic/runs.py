@@ -271,6 +271,11 @@ class Run:
             backend.submit(self, jobs)
         return jobs
 
+    def _repr_html_(self) -> str:
+        from .widgets.cards import run_card
+
+        return run_card(self)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.status().items() if v)
         return f"<Run {self.name} {self.id} on {self.backend}: {self.n_jobs} jobs ({counts}) at {self.path}>"
