@@ -276,6 +276,14 @@ class Run:
 
         return run_card(self)
 
+    def _ipython_display_(self) -> None:
+        """In a kernel: the live monitor, with the run card as the HTML other frontends keep."""
+        from IPython.display import display
+
+        from .widgets.monitor import display_bundle
+
+        display(display_bundle(self), raw=True)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.status().items() if v)
         return f"<Run {self.name} {self.id} on {self.backend}: {self.n_jobs} jobs ({counts}) at {self.path}>"
@@ -313,6 +321,11 @@ def find_run(name_or_id: str, root: str | os.PathLike | None = None) -> Run:
     by_name = [r for r in runs if r.name == name_or_id]
     if by_name:
         return by_name[0]
+    if by_prefix:
+        raise RunNotFound(
+            f"{name_or_id!r} is the start of {len(by_prefix)} run ids ({', '.join(r.id for r in by_prefix[:3])}"
+            f"{', ...' if len(by_prefix) > 3 else ''}): give more of the id."
+        )
     raise RunNotFound(f"No run is named or numbered {name_or_id!r} in {root}: `condormagic runs` lists them.")
 
 

@@ -1,0 +1,492 @@
+"""The live monitor of a run (ipywidgets): header, progress by state, tile map, job table, logs, steering.
+
+Every part that can grow with the run (the tile map, the table) is one HTML widget whose
+value is rewritten, never one widget per job or tile, so a 10,000-job run costs milliseconds
+to refresh. A daemon thread refreshes the monitor from the event log and stops when the run
+settles; widget updates from a thread reach the browser through ipykernel's iopub channel.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import traceback
+from html import escape
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES
+from ..runs import Run
+from .cards import COLOURS
+
+PAGE_SIZE = 15
+SVG_MAX_TILES = 2500  # above this, the tile map is a PNG (one pixel per tile), not one rect per tile
+MAP_WIDTH = 420
+LOG_LIMIT = 20000  # characters of a log shown (its tail)
+
+FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;color:var(--jp-ui-font-color1,#222)"
+MUTED = "color:var(--jp-ui-font-color2,#666)"
+TRACK = "var(--jp-layout-color3,#d6d6d6)"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "&ndash;"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
+
+
+def progress_html(counts: dict[str, int], width: int = MAP_WIDTH) -> str:
+    """A stacked bar, one segment per state, and the counts under it."""
+    total = sum(counts.values()) or 1
+    segments = "".join(
+        f'<div data-state="{s}" title="{s}: {n}" style="flex:0 0 {100 * n / total:.4f}%;background:{COLOURS[s]}"></div>'
+        for s, n in counts.items()
+        if n
+    )
+    legend = " ".join(
+        f'<span class="cm-count" data-state="{s}" style="margin-right:8px{"" if counts.get(s) else ";opacity:.45"}">'
+        f'<span style="color:{COLOURS[s]}">&#9632;</span> {s} <b>{counts.get(s, 0)}</b></span>'
+        for s in STATES
+    )
+    return (
+        f'<div class="cm-progress" style="{FONT}">'
+        f'<div style="display:flex;width:{width}px;max-width:100%;height:14px;border-radius:3px;overflow:hidden;'
+        f'background:{TRACK}">{segments}</div><div style="margin-top:3px">{legend}</div></div>'
+    )
+
+
+class TileMap:
+    """The grid's footprint with every tile coloured by its job's state."""
+
+    def __init__(self, manifest: dict, width: int = MAP_WIDTH):
+        grid = manifest["grid"]
+        self.gw, self.gh = grid["width"], grid["height"]
+        self.tiles = np.asarray(manifest["tiles"], dtype=np.int64).reshape(-1, 4)  # row, col, height, width
+        self.tile_job = np.full(len(self.tiles), -1, dtype=np.int64)
+        for job, tiles in enumerate(manifest["jobs"]):
+            self.tile_job[tiles] = job
+        self.scale = width / max(self.gw, self.gh)
+        self.width, self.height = max(1, round(self.gw * self.scale)), max(1, round(self.gh * self.scale))
+        self._last = None
+        self._html = ""
+        size = int(manifest.get("tile") or (self.tiles[0, 2] if len(self.tiles) else 1))
+        self.size = max(1, size)
+
+    def html(self, job_states: list[str]) -> str:
+        codes = np.array([STATES.index(s) for s in job_states], dtype=np.int8)
+        tile_codes = np.where(self.tile_job >= 0, codes[np.clip(self.tile_job, 0, None)], -1)
+        key = tile_codes.tobytes()
+        if key == self._last:
+            return self._html
+        self._last = key
+        self._html = self._svg(tile_codes) if len(self.tiles) <= SVG_MAX_TILES else self._png(tile_codes)
+        return self._html
+
+    def _svg(self, codes: np.ndarray) -> str:
+        s = self.scale
+        rects = []
+        for (row, col, h, w), code, job, index in zip(
+            self.tiles.tolist(), codes.tolist(), self.tile_job.tolist(), range(len(codes)), strict=True
+        ):
+            state = STATES[code] if code >= 0 else "skipped"
+            fill = COLOURS.get(state, "none")
+            rects.append(
+                f'<rect class="cm-tile" data-tile="{index}" data-job="{job}" data-state="{state}" '
+                f'x="{col * s:.2f}" y="{row * s:.2f}" width="{w * s:.2f}" height="{h * s:.2f}" fill="{fill}">'
+                f"<title>tile {index} &#183; Job#{job} &#183; {state}</title></rect>"
+            )
+        return (
+            f'<svg class="cm-tilemap" xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{self.height}" '
+            f'viewBox="0 0 {self.width} {self.height}" style="display:block">'
+            '<rect width="100%" height="100%" fill="none" stroke="var(--jp-border-color1,#999)" '
+            'stroke-dasharray="3 2"/>'
+            f'<g stroke="var(--jp-layout-color0,#fff)" stroke-width="{0.5 if len(codes) > 400 else 1}">'
+            + "".join(rects)
+            + "</g></svg>"
+        )
+
+    def _png(self, codes: np.ndarray) -> str:
+        """Many tiles: one pixel per tile on the tile lattice, drawn pixelated."""
+        from .mapview import png_bytes
+
+        rows = self.tiles[:, 0] // self.size
+        cols = self.tiles[:, 1] // self.size
+        palette = np.array([[int(COLOURS[s][i : i + 2], 16) for i in (1, 3, 5)] + [255] for s in STATES] + [[0] * 4])
+        img = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1, 4), dtype=np.uint8)
+        img[rows, cols] = palette[codes]
+        data = base64.b64encode(png_bytes(img.transpose(2, 0, 1))).decode()
+        counts = np.bincount(codes[codes >= 0], minlength=len(STATES))
+        title = ", ".join(f"{s} {n}" for s, n in zip(STATES, counts.tolist(), strict=True) if n)
+        return (
+            f'<img class="cm-tilemap" src="data:image/png;base64,{data}" width="{self.width}" height="{self.height}" '
+            f'title="{len(codes)} tiles: {title}" style="image-rendering:pixelated;display:block">'
+        )
+
+
+class Monitor(widgets.VBox):
+    """A live view of a run: ``Monitor(run)``; shown by ``%%condor``, ``%condor_status NAME`` and ``run``.
+
+    ``monitor.counts`` holds the counts per state of the latest refresh, ``monitor.refresh()``
+    refreshes once, ``monitor.stop()`` ends the background refresh.
+    """
+
+    def __init__(self, run: Run, interval: float = 1.0, page_size: int = PAGE_SIZE, autostart: bool = True):
+        self.run = run
+        # Its own handle on the run directory: the refresh thread never shares an event-log reader
+        # with the kernel's Run, which the user may be waiting on in another cell.
+        self._run = Run(run.path)
+        self.interval = interval
+        self.page_size = page_size
+        self.counts: dict[str, int] = {s: 0 for s in STATES}
+        self.job_states = []
+        self.page = 0
+        self.n_refreshes = 0
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._finished_shown = False
+        self._started = time.time()
+        self.tilemap = TileMap(run.manifest)
+
+        self.header = widgets.HTML()
+        self.progress = widgets.HTML()
+        self.tiles_view = widgets.HTML()
+        self.sort = widgets.Dropdown(
+            options=[("job", "job"), ("state", "state"), ("runtime (longest first)", "runtime")],
+            value="job",
+            description="sort by",
+            layout=widgets.Layout(width="230px"),
+        )
+        self.state_filter = widgets.Dropdown(
+            options=[("all", "all"), *[(s, s) for s in STATES]],
+            value="all",
+            description="show",
+            layout=widgets.Layout(width="170px"),
+        )
+        self.prev_button = widgets.Button(description="◀", layout=widgets.Layout(width="36px"), tooltip="previous page")
+        self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="36px"), tooltip="next page")
+        self.page_label = widgets.HTML()
+        self.table = widgets.HTML()
+        self.job_select = widgets.Dropdown(options=[], description="job", layout=widgets.Layout(width="260px"))
+        self.log_view = widgets.HTML()
+        self.remove_button = widgets.Button(description="remove", icon="times", tooltip="remove unfinished jobs")
+        self.hold_button = widgets.Button(description="hold", icon="pause", tooltip="hold idle and running jobs")
+        self.release_button = widgets.Button(description="release", icon="play", tooltip="release held jobs")
+        self.retry_button = widgets.Button(
+            description="retry failed", icon="redo", tooltip="submit failed, held and removed jobs again"
+        )
+        self.message = widgets.HTML()
+        self.result = widgets.VBox()
+
+        self.sort.observe(self._on_table_option, "value")
+        self.state_filter.observe(self._on_table_option, "value")
+        self.prev_button.on_click(lambda _: self._turn(-1))
+        self.next_button.on_click(lambda _: self._turn(+1))
+        self.job_select.observe(self._on_select, "value")
+        for button, action in (
+            (self.remove_button, "remove"),
+            (self.hold_button, "hold"),
+            (self.release_button, "release"),
+            (self.retry_button, "retry"),
+        ):
+            button.on_click(lambda _, a=action: self.act(a))
+
+        controls = widgets.HBox([self.sort, self.state_filter, self.prev_button, self.next_button, self.page_label])
+        buttons = widgets.HBox([self.remove_button, self.hold_button, self.release_button, self.retry_button])
+        table_box = widgets.VBox([controls, self.table, self.job_select, self.log_view])
+        body = widgets.HBox(
+            [widgets.VBox([self.tiles_view], layout=widgets.Layout(margin="0 16px 0 0")), table_box],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
+        )
+        super().__init__(
+            [self.header, self.progress, body, buttons, self.message, self.result],
+            layout=widgets.Layout(padding="4px"),
+        )
+        self.add_class("cm-monitor")
+        self.refresh()
+        if autostart:
+            self.start()
+
+    # -- refreshing ------------------------------------------------------------------------------
+    def refresh(self) -> int:
+        """Read new events and redraw; return the number of new events."""
+        with self._lock:
+            new = self._run.refresh()
+            jobs = self._run.jobs(refresh=False)
+            self.jobs_list = jobs
+            self.job_states = [j.state for j in jobs]
+            counts = dict.fromkeys(STATES, 0)
+            for state in self.job_states:
+                counts[state] += 1
+            self.counts = counts
+            self.n_refreshes += 1
+            self._draw()
+        return new
+
+    @property
+    def settled(self) -> bool:
+        return self.counts[IDLE] == 0 and self.counts[RUNNING] == 0
+
+    @property
+    def complete(self) -> bool:
+        return self.counts[COMPLETED] == len(self.job_states)
+
+    def start(self) -> None:
+        """Refresh in a background thread until the run settles."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"condormagic-monitor-{self.run.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+                if self.settled:
+                    # A last look a moment later catches a retry submitted in between.
+                    if self._stop.wait(min(self.interval, 0.5)):
+                        break
+                    self.refresh()
+                    if self.settled:
+                        self._show_result()
+                        break
+            except Exception as exc:  # the monitor must never kill the kernel; say what went wrong
+                self.message.value = (
+                    f'<span style="color:{COLOURS[FAILED]}">monitor stopped: {escape(repr(exc))}</span>'
+                )
+                traceback.print_exc()
+                break
+            self._stop.wait(self.interval)
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def _draw(self) -> None:
+        self.header.value = self._header_html()
+        self.progress.value = progress_html(self.counts)
+        self.tiles_view.value = self.tilemap.html(self.job_states)
+        self._draw_table()
+
+    def _header_html(self) -> str:
+        run, jobs = self._run, self.jobs_list
+        opts = run.options
+        resources = f"{opts.get('cpus')} cpu, {opts.get('mem')} MB" + (
+            f", {opts['gpus']} gpu" if opts.get("gpus") else ""
+        )
+        procs = run._reader.procs.values()
+        ends = [p.ended for p in procs if p.ended]
+        starts = [p.submitted for p in procs if p.submitted] or [run.created or self._started]
+        begin = min(starts)
+        end = max(ends) if self.settled and ends else time.time()
+        elapsed = max(0.0, end - begin)
+        done_tiles = sum(len(j.tiles) for j in jobs if j.state == COMPLETED)
+        all_tiles = sum(len(j.tiles) for j in jobs)
+        rate = done_tiles / elapsed if elapsed > 0 else 0.0
+        left = sum(len(j.tiles) for j in jobs if j.state in (IDLE, RUNNING))
+        if self.settled:
+            eta = "done" if self.complete else "waiting for you"
+        elif rate > 0:
+            eta = _duration(left / rate)
+        else:
+            eta = "&ndash;"
+        cluster = ", ".join(map(str, run.clusters)) or "&ndash;"
+        state = "settled" if self.settled else "running"
+        live = "" if self.settled else ' <span style="color:#1e88e5">&#9679; live</span>'
+        return (
+            f'<div class="cm-header" style="{FONT};line-height:1.6">'
+            f'<b style="font-size:14px">{escape(run.name)}</b> <code>{escape(run.id)}</code>{live}<br>'
+            f"cluster <b>{cluster}</b> &middot; backend <b>{escape(run.backend)}</b> &middot; {resources} &middot; "
+            f"{len(jobs)} jobs, {all_tiles} tiles<br>"
+            f'<span style="{MUTED}">elapsed</span> <b class="cm-elapsed">{_duration(elapsed)}</b> &middot; '
+            f'<span style="{MUTED}">tiles/s</span> <b>{rate:.2f}</b> &middot; '
+            f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span></div>'
+        )
+
+    def _rows(self) -> list:
+        jobs = self.jobs_list
+        if self.state_filter.value != "all":
+            jobs = [j for j in jobs if j.state == self.state_filter.value]
+        if self.sort.value == "state":
+            order = {s: i for i, s in enumerate((FAILED, HELD_STATE, RUNNING, IDLE, REMOVED, COMPLETED))}
+            jobs = sorted(jobs, key=lambda j: (order[j.state], j.job))
+        elif self.sort.value == "runtime":
+            jobs = sorted(jobs, key=lambda j: (-(j.runtime or 0.0), j.job))
+        return jobs
+
+    def _draw_table(self) -> None:
+        rows = self._rows()
+        pages = max(1, -(-len(rows) // self.page_size))
+        self.page = min(self.page, pages - 1)
+        shown = rows[self.page * self.page_size : (self.page + 1) * self.page_size]
+        self.page_label.value = f'<span style="{FONT}">page {self.page + 1} of {pages} &middot; {len(rows)} jobs</span>'
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= pages - 1
+        cell = "padding:1px 8px;text-align:left;white-space:nowrap"
+        head = "".join(
+            f'<th style="{cell}">{h}</th>'
+            for h in ("job", "tiles", "state", "host", "runtime", "exit", "peak MB", "reason")
+        )
+        body = []
+        for j in shown:
+            tiles = f"{j.tiles[0]}" if len(j.tiles) == 1 else f"{j.tiles[0]}&ndash;{j.tiles[-1]}"
+            reason = escape((j.reason or "")[:80])
+            body.append(
+                f'<tr data-job="{j.job}" data-state="{j.state}"><td style="{cell}">Job#{j.job}</td>'
+                f'<td style="{cell}">{tiles}</td>'
+                f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}</td>'
+                f'<td style="{cell}">{escape(j.host or "")}</td>'
+                f'<td style="{cell}">{"" if j.runtime is None else f"{j.runtime:.1f} s"}</td>'
+                f'<td style="{cell}">{"" if j.exit_code is None else j.exit_code}</td>'
+                f'<td style="{cell}">{"" if j.peak_memory_mb is None else j.peak_memory_mb}</td>'
+                f'<td style="{cell};white-space:normal;max-width:260px">{reason}</td></tr>'
+            )
+        self.table.value = (
+            f'<table class="cm-jobs" style="{FONT};border-collapse:collapse"><thead><tr '
+            f'style="border-bottom:1px solid var(--jp-border-color1,#bbb)">{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
+        options = [(f"Job#{j.job} · {j.state}", j.job) for j in shown]
+        if [o[1] for o in options] != [o[1] for o in self.job_select.options] or options != list(
+            self.job_select.options
+        ):
+            current = self.job_select.value
+            self._updating_select = True
+            try:
+                self.job_select.options = [("(pick a job to see its log)", None), *options]
+                self.job_select.value = current if current in {o[1] for o in options} else None
+            finally:
+                self._updating_select = False
+
+    def _on_table_option(self, _change) -> None:
+        self.page = 0
+        with self._lock:
+            self._draw_table()
+
+    def _turn(self, step: int) -> None:
+        self.page = max(0, self.page + step)
+        with self._lock:
+            self._draw_table()
+
+    def _on_select(self, change) -> None:
+        if getattr(self, "_updating_select", False):
+            return
+        self.show_log(change["new"])
+
+    def show_log(self, job: int | None) -> None:
+        """Show the stdout, stderr and reason of a job's latest attempt."""
+        if job is None:
+            self.log_view.value = ""
+            return
+        with self._lock:
+            out, err = self._run.logs(job)
+            js = self._run.jobs(refresh=False)[job]
+        pre = (
+            "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;"
+            "background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-content-font-color1,#222);"
+            "font-family:var(--jp-code-font-family,monospace);font-size:11px"
+        )
+
+        def tail(text: str) -> str:
+            return ("…" + text[-LOG_LIMIT:]) if len(text) > LOG_LIMIT else text
+
+        reason = (
+            f'<div><b style="color:{COLOURS[js.state]}">{js.state}</b>: {escape(js.reason)}</div>' if js.reason else ""
+        )
+        self.log_view.value = (
+            f'<div class="cm-log" data-job="{job}" style="{FONT};max-width:640px">'
+            f"<b>Job#{job}</b> &middot; {js.state} &middot; attempt {js.attempts}{reason}"
+            f'<div style="{MUTED}">stdout</div>'
+            f'<pre class="cm-stdout" style="{pre}">{escape(tail(out)) or "(empty)"}</pre>'
+            f'<div style="{MUTED}">stderr</div>'
+            f'<pre class="cm-stderr" style="{pre}">{escape(tail(err)) or "(empty)"}</pre>'
+            "</div>"
+        )
+
+    # -- steering ----------------------------------------------------------------------------------
+    def act(self, action: str) -> str:
+        """Remove, hold, release or retry (the failed, held and removed jobs); report what was done."""
+        run = self._run
+        try:
+            with self._lock:
+                if action == "retry":
+                    jobs = run.retry()
+                    text = (
+                        f"Resubmitted {len(jobs)} job(s): "
+                        + ", ".join(f"Job#{j}" for j in jobs[:10])
+                        + (" …" if len(jobs) > 10 else "")
+                        if jobs
+                        else "Nothing to retry: no job failed, is held or was removed."
+                    )
+                else:
+                    n = getattr(run, action)()
+                    what = {"remove": "removed", "hold": "held", "release": "released"}[action]
+                    text = f"{n} job(s) {what}." if n else f"No job could be {what}."
+        except Exception as exc:
+            text = f"{action} failed: {exc}"
+        self.message.value = f'<div class="cm-message" style="{FONT}">{escape(text)}</div>'
+        self.result.children = ()
+        self._finished_shown = False
+        self.refresh()
+        self.start()
+        return text
+
+    # -- the result ----------------------------------------------------------------------------------
+    def _show_result(self) -> None:
+        if self._finished_shown:
+            return
+        self._finished_shown = True
+        if not self.complete:
+            failed = self.counts[FAILED] + self.counts[HELD_STATE] + self.counts[REMOVED]
+            self.result.children = (
+                widgets.HTML(
+                    f'<div style="{FONT}">The run settled with {failed} job(s) failed, held or removed: '
+                    "pick one above to see why, then <b>retry failed</b>.</div>"
+                ),
+            )
+            return
+        run = self._run
+        output = run.output
+        metrics = run.metrics
+        lines = [f"<b>Completed.</b> output <code>{escape(str(output))}</code>"]
+        if metrics:
+            lines.append("metrics " + ", ".join(f"<b>{escape(k)}</b> = {v:,.6g}" for k, v in metrics.items()))
+        children = [widgets.HTML(f'<div class="cm-result" style="{FONT};line-height:1.6">' + "<br>".join(lines))]
+        try:
+            from .mapview import result_map
+
+            children.append(result_map(run))
+        except Exception as exc:
+            children.append(widgets.HTML(f'<div style="{FONT};{MUTED}">no map: {escape(str(exc))}</div>'))
+        self.result.children = tuple(children)
+
+
+def display_bundle(run: Run) -> dict:
+    """What ``display`` sends for a run: in a kernel, the monitor, with the HTML card and text as fallbacks.
+
+    Frontends that render widgets (JupyterLab, Voila) show the monitor; others (nbconvert,
+    nbclient outputs, GitHub) keep the card.
+    """
+    from IPython import get_ipython
+
+    from .cards import run_card
+
+    bundle = {"text/html": run_card(run), "text/plain": repr(run)}
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        monitor = Monitor(run)
+        bundle.update(monitor._repr_mimebundle_() or {})
+        bundle["text/html"], bundle["text/plain"] = run_card(run), repr(run)
+    return bundle
