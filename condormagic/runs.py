@@ -118,8 +118,8 @@ class Run:
         self._load_clusters()
         return self._reader.update()
 
-    def jobs(self, refresh: bool = True) -> list[JobState]:
-        """Every job of the run, with the state of its latest attempt."""
+    def jobs(self, refresh: bool = True, only=None) -> list[JobState]:
+        """Every job of the run (or only the ``only`` job numbers), with the state of its latest attempt."""
         if refresh:
             self.refresh()
         latest: dict[int, tuple[int, int]] = {}
@@ -130,7 +130,9 @@ class Run:
                 attempts[job] += 1
         out = []
         metrics_dir = self.path / "metrics"
-        for job, tiles in enumerate(self.manifest["jobs"]):
+        all_jobs = self.manifest["jobs"]
+        for job in range(len(all_jobs)) if only is None else sorted(set(only)):
+            tiles = all_jobs[job]
             if job not in latest:
                 out.append(JobState(job, tiles, REMOVED, reason="never submitted"))
                 continue

@@ -80,7 +80,8 @@ class TileMap:
         self.size = max(1, size)
 
     def html(self, job_states: list[str]) -> str:
-        codes = np.array([STATES.index(s) for s in job_states], dtype=np.int8)
+        index = {s: i for i, s in enumerate(STATES)}
+        codes = np.array([index[s] for s in job_states], dtype=np.int8)
         tile_codes = np.where(self.tile_job >= 0, codes[np.clip(self.tile_job, 0, None)], -1)
         key = tile_codes.tobytes()
         if key == self._last:
@@ -219,7 +220,7 @@ class Monitor(widgets.VBox):
         """Read new events and redraw; return the number of new events."""
         with self._lock:
             new = self._run.refresh()
-            jobs = self._run.jobs(refresh=False)
+            jobs = self._jobs()
             self.jobs_list = jobs
             self.job_states = [j.state for j in jobs]
             counts = dict.fromkeys(STATES, 0)
@@ -229,6 +230,31 @@ class Monitor(widgets.VBox):
             self.n_refreshes += 1
             self._draw()
         return new
+
+    def _jobs(self) -> list:
+        """Every job's state, re-deriving only the jobs whose latest attempt gained events (and running ones)."""
+        run = self._run
+        latest: dict[int, tuple[int, int]] = {}
+        for cluster in sorted(run._clusters):
+            for proc, job in enumerate(run._clusters[cluster]["jobs"]):
+                latest[job] = (cluster, proc)
+        procs = run._reader.procs
+        signature = []
+        for job in range(run.n_jobs):
+            key = latest.get(job)
+            st = procs.get(key) if key else None
+            signature.append((key, len(st.history) if st else -1))
+        previous = getattr(self, "_signature", None)
+        cached = getattr(self, "jobs_list", None)
+        if previous is None or cached is None:
+            jobs = run.jobs(refresh=False)
+        else:
+            changed = [j for j in range(run.n_jobs) if signature[j] != previous[j] or cached[j].state == RUNNING]
+            jobs = list(cached)
+            for js in run.jobs(refresh=False, only=changed) if changed else ():
+                jobs[js.job] = js
+        self._signature = signature
+        return jobs
 
     @property
     def settled(self) -> bool:
@@ -287,15 +313,25 @@ class Monitor(widgets.VBox):
             f", {opts['gpus']} gpu" if opts.get("gpus") else ""
         )
         procs = run._reader.procs.values()
-        ends = [p.ended for p in procs if p.ended]
-        starts = [p.submitted for p in procs if p.submitted] or [run.created or self._started]
-        begin = min(starts)
-        end = max(ends) if self.settled and ends else time.time()
+        if self.settled:
+            ends = [p.ended for p in procs if p.ended]
+            end = max(ends) if ends else time.time()
+        else:
+            end = time.time()
+        if getattr(self, "_begin", None) is None:
+            starts = [p.submitted for p in procs if p.submitted]
+            self._begin = min(starts) if starts else None
+        begin = self._begin or run.created or self._started
         elapsed = max(0.0, end - begin)
-        done_tiles = sum(len(j.tiles) for j in jobs if j.state == COMPLETED)
-        all_tiles = sum(len(j.tiles) for j in jobs)
+        done_tiles = all_tiles = left = 0
+        for j in jobs:
+            n = len(j.tiles)
+            all_tiles += n
+            if j.state == COMPLETED:
+                done_tiles += n
+            elif j.state in (IDLE, RUNNING):
+                left += n
         rate = done_tiles / elapsed if elapsed > 0 else 0.0
-        left = sum(len(j.tiles) for j in jobs if j.state in (IDLE, RUNNING))
         if self.settled:
             eta = "done" if self.complete else "waiting for you"
         elif rate > 0:

@@ -1,0 +1,124 @@
+"""How much one refresh of a 10,000-job run's monitor costs, after 100 new events.
+
+Generates a run directory (manifest of 10,000 one-tile jobs, event log with every job
+submitted, half started, 40 % finished), opens a Monitor on it, then appends 100 events at a
+time (starts and terminations) and times ``monitor.refresh()``: read the new events, derive
+every job's state, redraw header, progress bar, tile map and the visible table page.
+Compared with what a script polling the run would otherwise do: read the whole log again.
+
+    python bench/monitor.py [--jobs 10000] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from condormagic.eventlog import execute_event, submit_event, terminated_event
+
+
+def make_run(root: Path, n_jobs: int, tile: int = 256) -> tuple[Path, list[str]]:
+    """A run directory with ``n_jobs`` jobs on a square-ish grid; return it and the events still to come."""
+    cols = int(n_jobs**0.5)
+    rows = -(-n_jobs // cols)
+    tiles = [[r * tile, c * tile, tile, tile] for r in range(rows) for c in range(cols)][:n_jobs]
+    path = root / "bench-monitor"
+    for sub in ("clusters", "logs", "tiles", "metrics"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "manifest_version": 1,
+        "id": "bench-monitor",
+        "content_hash": "bench",
+        "name": "BENCH",
+        "code": "",
+        "grid": {
+            "crs": "EPSG:32633",
+            "transform": [30, 0, 500000, 0, -30, 5000000],
+            "width": cols * tile,
+            "height": rows * tile,
+        },
+        "tile": tile,
+        "halo": 0,
+        "sources": [],
+        "tiles": tiles,
+        "jobs": [[t] for t in range(n_jobs)],
+        "skipped": [],
+        "options": {"cpus": 1, "mem": 1024, "gpus": 0, "backend": "local", "created": time.time()},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "clusters" / "1.json").write_text(json.dumps({"cluster": 1, "jobs": list(range(n_jobs))}))
+    t0 = time.time() - 3600
+    started, finished = n_jobs // 2, n_jobs * 2 // 5
+    with open(path / "events.log", "w") as log:
+        for job in range(n_jobs):
+            log.write(submit_event(1, job, "BENCH", when=t0))
+        for job in range(started):
+            log.write(execute_event(1, job, f"slot{job % 64}", 1, 1024, "/tmp", when=t0 + 1))
+        for job in range(finished):
+            log.write(terminated_event(1, job, 0, seconds=30, when=t0 + 31))
+            (path / "metrics" / f"{job:06d}.json").write_text("{}")
+    # The events to come: the running jobs finish, the idle ones start, in that order.
+    todo = []
+    for job in range(finished, started):
+        todo.append(("end", job))
+    for job in range(started, n_jobs):
+        todo.append(("start", job))
+    return path, todo
+
+
+def append(path: Path, todo: list, n: int) -> None:
+    with open(path / "events.log", "a") as log:
+        for _ in range(n):
+            kind, job = todo.pop(0)
+            if kind == "end":
+                log.write(terminated_event(1, job, 0, seconds=30))
+                (path / "metrics" / f"{job:06d}.json").write_text("{}")
+            else:
+                log.write(execute_event(1, job, f"slot{job % 64}", 1, 1024, "/tmp"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    from condormagic.runs import Run
+    from condormagic.widgets.monitor import Monitor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, todo = make_run(Path(tmp), args.jobs)
+        size = os.path.getsize(path / "events.log")
+        t = time.perf_counter()
+        monitor = Monitor(Run(path), autostart=False)
+        first = time.perf_counter() - t
+        incremental, full = [], []
+        for _ in range(args.repeat):
+            append(path, todo, 100)
+            t = time.perf_counter()
+            new = monitor.refresh()
+            incremental.append(time.perf_counter() - t)
+            assert new == 100, new
+            t = time.perf_counter()
+            again = Run(path)
+            again.status()
+            full.append(time.perf_counter() - t)
+        counts = ", ".join(f"{k} {v}" for k, v in monitor.counts.items() if v)
+        inc, whole = statistics.median(incremental) * 1000, statistics.median(full) * 1000
+        print(f"run: {args.jobs} jobs, event log {size / 1e6:.1f} MB ({counts})")
+        print(f"monitor opened (whole log read, first draw): {first * 1000:.0f} ms")
+        print(
+            f"monitor refresh after 100 new events: median {inc:.1f} ms of {args.repeat} "
+            f"(min {min(incremental) * 1000:.1f}, max {max(incremental) * 1000:.1f})"
+        )
+        print(f"re-reading the whole event log instead (state only, no drawing): median {whole:.0f} ms")
+        print(f"ratio: the incremental refresh is {whole / inc:.1f}x faster than a full re-read")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
