@@ -20,11 +20,19 @@ __all__ = [
     "SourceError",
     "Sources",
     "__version__",
+    "dashboard",
     "run",
     "runs",
     "sources",
     "submit",
 ]
+
+
+def dashboard(root=None):
+    """Every run in the runs directory as a table (ipywidgets); picking one opens its monitor."""
+    from .widgets.dashboard import dashboard as make
+
+    return make(root)
 
 
 def load_ipython_extension(ipython) -> None:

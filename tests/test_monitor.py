@@ -128,3 +128,22 @@ def test_tile_map_of_thousands_of_tiles_is_one_image():
     html = tm.html(["completed"] * 6000 + ["running"] * 6000)
     assert html.startswith('<img class="cm-tilemap"') and "running 6000, completed 6000" in html
     assert tm.html(["completed"] * 6000 + ["running"] * 6000) is html  # unchanged states: no redraw
+
+
+def test_dashboard_lists_runs_newest_first_and_opens_a_monitor(folder):
+    cells = [
+        "%load_ext condormagic",
+        "import condormagic as cm\nsrc = cm.sources(dem1='dem1.tif', tile=400)\n"
+        "a = cm.submit(lambda img: img[0] * 2, src, cpus=1, mem='500MB', name='FIRST')\n"
+        "b = cm.submit(lambda img: img[0] * 3, src, cpus=1, mem='500MB', name='SECOND')\n"
+        "a.wait(timeout=120); b.wait(timeout=120)",
+        "d = %condor_dashboard\nd",
+        "import re\nprint(re.findall(r'<b>(FIRST|SECOND)</b>', d.table.value))\n"
+        "d.picker.value = a.id\n"
+        "print(type(d.monitor).__name__, d.monitor.run.name, d.monitor_box.children[0] is d.monitor)",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in nb.cells[2].outputs)
+    text = "".join(o.text for o in nb.cells[3].outputs if o.output_type == "stream").splitlines()
+    assert text == ["['SECOND', 'FIRST']", "Monitor FIRST True"]

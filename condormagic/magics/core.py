@@ -235,6 +235,13 @@ class CondorMagics(Magics):
         return _Shown(runs_table(runs), "\n".join(repr(r) for r in runs))
 
     @line_magic
+    def condor_dashboard(self, line: str):
+        """``%condor_dashboard``: every run, newest first, with its progress; pick one to open its monitor."""
+        from ..widgets.dashboard import dashboard
+
+        return dashboard()
+
+    @line_magic
     def condor_rm(self, line: str):
         """``%condor_rm NAME``: remove a run's unfinished jobs."""
         run = self._run(_one_name(line, "%condor_rm"))

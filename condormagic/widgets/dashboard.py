@@ -1,0 +1,80 @@
+"""Every run in the runs directory, newest first, with a small progress bar each; pick one to open its monitor."""
+
+from __future__ import annotations
+
+from html import escape
+
+import ipywidgets as widgets
+
+from ..runs import list_runs
+from .cards import age, status_bar
+from .monitor import FONT, Monitor
+
+
+def runs_html(runs) -> str:
+    cell = "padding:2px 8px;text-align:left;white-space:nowrap"
+    head = "".join(f'<th style="{cell}">{h}</th>' for h in ("name", "id", "backend", "jobs", "state", "made"))
+    rows = []
+    for r in runs:
+        counts = r.status()
+        summary = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
+        rows.append(
+            f'<tr class="cm-run-row" data-run="{escape(r.id)}"><td style="{cell}"><b>{escape(r.name)}</b></td>'
+            f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(r.backend)}</td>'
+            f'<td style="{cell}">{r.n_jobs}</td><td style="{cell}" title="{summary}">{status_bar(counts, 140)}</td>'
+            f'<td style="{cell}">{age(r.created)}</td></tr>'
+        )
+    return (
+        f'<table class="cm-dashboard" style="{FONT};border-collapse:collapse"><thead><tr '
+        f'style="border-bottom:1px solid var(--jp-border-color1,#bbb)">{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+class Dashboard(widgets.VBox):
+    """``cm.dashboard()`` / ``%condor_dashboard``: the runs table, a run picker, and the picked run's monitor."""
+
+    def __init__(self, root=None):
+        self.root = root
+        self.table = widgets.HTML()
+        self.picker = widgets.Dropdown(description="open", layout=widgets.Layout(width="420px"))
+        self.reload_button = widgets.Button(description="reload", icon="refresh", tooltip="list the runs again")
+        self.monitor_box = widgets.VBox()
+        self.monitor: Monitor | None = None
+        self.picker.observe(self._on_pick, "value")
+        self.reload_button.on_click(lambda _: self.reload())
+        super().__init__([self.table, widgets.HBox([self.picker, self.reload_button]), self.monitor_box])
+        self.add_class("cm-dashboard")
+        self.reload()
+
+    def reload(self) -> None:
+        self.runs = list_runs(self.root)
+        if not self.runs:
+            self.table.value = f'<div style="{FONT}">No runs yet.</div>'
+        else:
+            self.table.value = runs_html(self.runs)
+        current = self.picker.value
+        self.picker.options = [("(pick a run to open its monitor)", None)] + [
+            (f"{r.name} · {r.id}", r.id) for r in self.runs
+        ]
+        self.picker.value = current if current in {r.id for r in self.runs} else None
+
+    def show_run(self, run_id: str | None) -> Monitor | None:
+        """Show the monitor of the run with this id (``None`` closes it)."""
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+        run = next((r for r in self.runs if r.id == run_id), None)
+        if run is None:
+            self.monitor_box.children = ()
+            return None
+        self.monitor = Monitor(run)
+        self.monitor_box.children = (self.monitor,)
+        return self.monitor
+
+    def _on_pick(self, change) -> None:
+        self.show_run(change["new"])
+
+
+def dashboard(root=None) -> Dashboard:
+    return Dashboard(root)
