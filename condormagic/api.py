@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -78,7 +79,7 @@ def plan(
     disk_mb = parse_memory(disk, "--disk") if disk is not None else None
     if tiles_per_job is not None:
         tiles_per_job = check_count(tiles_per_job, "--tiles-per-job")
-    name = check_name(name or getattr(func, "__name__", "run"))
+    name = check_name(name or _default_name(func))
     try:
         function_bytes = cloudpickle.dumps(func)
     except Exception as exc:
@@ -155,7 +156,8 @@ def submit_plan(p: Plan, force: bool = False) -> Run:
             existing.attached = True
             return existing
     graph = p.graph
-    run_id = p.content_hash if not force else f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}"
+    # A forced run gets its own id: the time, and random digits for two submissions in one second.
+    run_id = p.content_hash if not force else f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
     options = dict(p.options, created=time.time())
     manifest = build_manifest(run_id, p.content_hash, p.name, p.code, p.sources, graph, options)
     path = create_run_dir(config.runs_dir(), run_id, manifest, p.function_bytes)
@@ -166,6 +168,12 @@ def submit_plan(p: Plan, force: bool = False) -> Run:
         shutil.rmtree(path, ignore_errors=True)
         raise
     return run
+
+
+def _default_name(func: Callable) -> str:
+    """The function's name as a run name: ``<lambda>`` becomes ``lambda``, a nameless callable ``run``."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "", str(getattr(func, "__name__", "")))[:100].lstrip("_.-")
+    return name or "run"
 
 
 def _resolve_backend(name: str) -> str:

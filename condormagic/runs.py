@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -145,10 +146,11 @@ class Run:
                 js.runtime = st.runtime + (time.time() - st.started if st.state == RUNNING and st.started else 0)
                 if st.state == HELD_STATE:
                     js.reason = st.hold_reason
+                elif st.state == FAILED and st.signal:
+                    # Killed from outside: the last line it printed is not why it ended.
+                    js.reason = f"killed by signal {st.signal}{_signal_name(st.signal)}"
                 elif st.state == FAILED:
-                    js.reason = self._failure_reason(cluster, proc) or (
-                        f"killed by signal {st.signal}" if st.signal else f"exited with code {st.exit_code}"
-                    )
+                    js.reason = self._failure_reason(cluster, proc) or f"exited with code {st.exit_code}"
                 elif st.state == COMPLETED and not (metrics_dir / f"{job:06d}.json").exists():
                     js.state, js.reason = FAILED, "the job exited 0 but its metrics file is missing"
             out.append(js)
@@ -289,6 +291,13 @@ class Run:
     def __repr__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.status().items() if v)
         return f"<Run {self.name} {self.id} on {self.backend}: {self.n_jobs} jobs ({counts}) at {self.path}>"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f" ({signal.Signals(int(number)).name})"
+    except (ValueError, TypeError):
+        return ""
 
 
 def runs_dir() -> Path:

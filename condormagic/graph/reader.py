@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -66,16 +69,7 @@ class SourceReader:
         self._ds = rasterio.open(source["path"])
         self._vrt = None
         if source["warp"]:
-            self._vrt = WarpedVRT(
-                self._ds,
-                crs=CRS.from_wkt(grid.crs),
-                transform=grid.transform,
-                width=grid.width,
-                height=grid.height,
-                resampling=Resampling[source["resampling"]],
-                # An exact transformer, so that a tile equals the same pixels of a whole warp.
-                tolerance=0,
-            )
+            self._vrt = rasterio.open(exact_warped_vrt(self._ds, grid, source["resampling"], source.get("scale")))
         self.fill = 0 if self.nodata is None else self.nodata
         self.dtype = np.dtype(source["dtype"])
 
@@ -93,11 +87,7 @@ class SourceReader:
             limit_rows, limit_cols = src["height"], src["width"]
         rows, cols = int(window.height), int(window.width)
         r0, c0 = int(window.row_off) + row_shift, int(window.col_off) + col_shift
-        out_dtype = (
-            np.result_type(self.dtype, np.min_scalar_type(self.fill))
-            if _needs_wider(self.fill, self.dtype)
-            else self.dtype
-        )
+        out_dtype = _wider_dtype(self.fill, self.dtype) if _needs_wider(self.fill, self.dtype) else self.dtype
         out = np.full((src["count"], rows, cols), self.fill, dtype=out_dtype)
         rr0, cc0 = max(r0, 0), max(c0, 0)
         rr1, cc1 = min(r0 + rows, limit_rows), min(c0 + cols, limit_cols)
@@ -112,10 +102,61 @@ class SourceReader:
         self._ds.close()
 
 
+def exact_warped_vrt(dataset, grid: Grid, resampling: str, scale: Sequence[float] | None = None) -> str:
+    """The XML of a warped VRT of ``dataset`` onto ``grid`` that a tile reads like a whole warp.
+
+    Two things make a window of it equal the same pixels of the whole grid warped at once:
+    GDAL's exact transformer (the default approximate one interpolates along each chunk's
+    scanlines, so it depends on the chunk), and one resampling scale (``XSCALE``/``YSCALE``)
+    for every chunk. rasterio's ``WarpedVRT(tolerance=0)`` should give the first but leaves
+    GDAL without a transformer (rasterio 1.4: "pfnTransformer is NULL"), so the VRT is made
+    with the approximate transformer, serialised, and its ``ApproxTransformer`` replaced by
+    the exact transformer it wraps.
+    """
+    extras = {"XSCALE": repr(float(scale[0])), "YSCALE": repr(float(scale[1]))} if scale else {}
+    with (
+        WarpedVRT(
+            dataset,
+            crs=CRS.from_wkt(grid.crs),
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=Resampling[resampling],
+            **extras,
+        ) as vrt,
+        MemoryFile(ext=".vrt") as mem,
+    ):
+        rasterio.shutil.copy(vrt, mem.name, driver="VRT")
+        root = ET.fromstring(mem.read())
+    transformer = root.find("GDALWarpOptions/Transformer")
+    approx = transformer.find("ApproxTransformer") if transformer is not None else None
+    if approx is not None:
+        transformer.remove(approx)
+        transformer.append(approx.find("BaseTransformer")[0])
+    source = root.find("GDALWarpOptions/SourceDataset")
+    source.set("relativeToVRT", "0")
+    source.text = dataset.name
+    return ET.tostring(root, encoding="unicode")
+
+
 def _needs_wider(fill, dtype: np.dtype) -> bool:
+    """Whether ``dtype`` cannot hold the fill value (the source's nodata, or 0)."""
     if isinstance(fill, float) and math.isnan(fill):
         return dtype.kind != "f"
+    if dtype.kind == "f":
+        return False
+    # rasterio gives nodata as a float (0.0 for a uint8 source): what matters is its value, not its type.
+    if float(fill).is_integer() and dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return not info.min <= fill <= info.max
     return not np.can_cast(np.min_scalar_type(fill), dtype)
+
+
+def _wider_dtype(fill, dtype: np.dtype) -> np.dtype:
+    """The smallest dtype holding both ``dtype`` and ``fill`` (never float16, which GeoTIFF lacks)."""
+    if not math.isnan(fill) and float(fill).is_integer():
+        return np.result_type(dtype, np.min_scalar_type(int(fill)))
+    return np.result_type(dtype, np.float32)
 
 
 class GridReader:

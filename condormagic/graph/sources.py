@@ -38,6 +38,7 @@ class Source:
     mtime_ns: int | None = None
     warp: bool = False
     offset: tuple[int, int] = (0, 0)
+    scale: tuple[float, float] | None = None
 
     @property
     def res(self) -> tuple[float, float]:
@@ -63,6 +64,7 @@ class Source:
             "mtime_ns": self.mtime_ns,
             "warp": self.warp,
             "offset": list(self.offset),
+            "scale": list(self.scale) if self.scale else None,
         }
 
 
@@ -277,10 +279,15 @@ def _align(src: Source, grid: Grid) -> Source:
             offset = (round(row), round(col))
             _check_overlap(src, grid, offset)
             return replace(src, warp=False, offset=offset)
-    if src.crs is None or grid.crs is None:
+    if src.crs is None:
         raise SourceError(
             f"Source {src.name!r} ({src.path}) has no CRS and is not on the grid's pixels, so it cannot be "
             "aligned: give it a CRS or declare sources that share its grid."
+        )
+    if grid.crs is None:
+        raise SourceError(
+            f"Source {src.name!r} ({src.path}) is not on the grid's pixels and the grid has no CRS to warp it to: "
+            "choose a grid with a CRS, or declare sources that share the grid's pixels."
         )
     if not grid.is_rectilinear or src.transform.b or src.transform.d:
         raise SourceError(
@@ -293,7 +300,20 @@ def _align(src: Source, grid: Grid) -> Source:
         raise SourceError(
             f"Source {src.name!r} ({src.path}) does not overlap the grid: check that it covers the same area."
         )
-    return replace(src, warp=True, offset=(0, 0))
+    return replace(src, warp=True, offset=(0, 0), scale=_warp_scale(src, grid))
+
+
+def _warp_scale(src: Source, grid: Grid) -> tuple[float, float]:
+    """Grid pixels per source pixel, along x and y, over the whole grid.
+
+    GDAL's warper works this ratio out for each chunk it warps, so with resampling other
+    than nearest a tile read on its own would differ from the same pixels of a whole warp;
+    the reader passes this one ratio (GDAL's XSCALE and YSCALE) to every tile instead.
+    """
+    left, bottom, right, top = transform_bounds(CRS.from_wkt(grid.crs), CRS.from_wkt(src.crs), *grid.bounds)
+    src_cols = (right - left) / src.res[0]
+    src_rows = (top - bottom) / src.res[1]
+    return (grid.width / src_cols, grid.height / src_rows)
 
 
 def _check_overlap(src: Source, grid: Grid, offset: tuple[int, int]) -> None:
