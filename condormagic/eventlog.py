@@ -33,14 +33,18 @@ def _head(code: int, cluster: int, proc: int, text: str, when: float | None) -> 
     return f"{code:03d} ({cluster:03d}.{proc:03d}.000) {stamp} {text}\n"
 
 
-def _resources(cpus: int, disk_kb: int, memory_mb: int, used_mb: int, seconds: int) -> str:
+def _resources(
+    cpus: int, disk_kb: int, memory_mb: int, used_mb: int, seconds: int, allocated_mb: int | None = None
+) -> str:
+    allocated_mb = memory_mb if allocated_mb is None else allocated_mb
     return (
         "\tPartitionable Resources :    Usage  Request Allocated \n"
         f"\t   Cpus                 :        0 {cpus:>8} {cpus:>9} \n"
         f"\t   Disk (KB)            :        0 {disk_kb:>8} {disk_kb:>9} \n"
         "\t   GPUs                 :                           0 \n"
-        f"\t   Memory (MB)          : {used_mb:>8} {memory_mb:>8} {memory_mb:>9} \n"
+        f"\t   Memory (MB)          : {used_mb:>8} {memory_mb:>8} {allocated_mb:>9} \n"
         f"\t   TimeExecute (s)      : {seconds:>8}                    \n"
+        f"\t   TimeSlotBusy (s)     : {seconds:>8}                    \n"
     )
 
 
@@ -80,6 +84,7 @@ def terminated_event(
     used_mb: int = 0,
     seconds: int = 0,
     when: float | None = None,
+    allocated_mb: int | None = None,
 ) -> str:
     if signal is None:
         how = f"\t(1) Normal termination (return value {return_value})\n"
@@ -103,7 +108,7 @@ def terminated_event(
         + how
         + usage
         + transfer
-        + _resources(cpus, 1048576, memory_mb, used_mb, seconds)
+        + _resources(cpus, 1048576, memory_mb, used_mb, seconds, allocated_mb)
         + "...\n"
     )
 
@@ -116,6 +121,7 @@ def evicted_event(
     used_mb: int = 0,
     seconds: int = 0,
     when: float | None = None,
+    allocated_mb: int | None = None,
 ) -> str:
     return (
         _head(EVICTED, cluster, proc, "Job was evicted. Code 1009 Subcode 0", when)
@@ -123,7 +129,7 @@ def evicted_event(
         + f"\t\t{_USAGE}  -  Run Remote Usage\n\t\t{_USAGE}  -  Run Local Usage\n"
         + "\t0  -  Run Bytes Sent By Job\n\t0  -  Run Bytes Received By Job\n"
         + "\tReason: Claim deactivated\n"
-        + _resources(cpus, 1048576, memory_mb, used_mb, seconds)
+        + _resources(cpus, 1048576, memory_mb, used_mb, seconds, allocated_mb)
         + "...\n"
     )
 
@@ -231,8 +237,10 @@ class EventLogReader:
         elif kind == HELD:
             self._stop(st, when)
             st.state = HELD_STATE
-            st.hold_reason = event.get("HoldReason") or "Reason unspecified"
             st.hold_code = event.get("HoldReasonCode")
+            # A hold asked for with condor_hold or Schedd.act logs no reason, only code 1 (UserRequest).
+            unspecified = "held by a user" if st.hold_code == 1 else "Reason unspecified"
+            st.hold_reason = event.get("HoldReason") or unspecified
         elif kind == RELEASED:
             st.state = IDLE
             st.hold_reason = st.hold_code = None
