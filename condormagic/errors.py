@@ -15,3 +15,19 @@ class SourceError(CondorMagicError):
 
 class RunNotFound(CondorMagicError, LookupError):
     """No run matches a name or id."""
+
+
+class SchedulerError(CondorMagicError):
+    """The HTCondor pool could not be used: no configuration, no schedd, or a refusal."""
+
+
+class NoScheddError(SchedulerError):
+    """No HTCondor configuration was found, or no schedd could be located or reached."""
+
+
+class SubmitRefused(SchedulerError):
+    """The schedd refused a submission; the message carries its own words."""
+
+
+class AuthenticationError(SchedulerError):
+    """The schedd did not accept who the user is."""

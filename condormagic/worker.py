@@ -250,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     run_dir, job = argv[0], int(argv[1])
     out_dir = argv[2] if len(argv) == 3 else None
+    if out_dir is not None:
+        # HTCondor transfers these back even when the job fails early; missing, they would hold it.
+        for sub in ("tiles", "metrics"):
+            os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     try:
         record = run_job(run_dir, job, out_dir)
     except JobFailure as failure:

@@ -83,16 +83,28 @@ def submit_path(path: str) -> str:
 
 
 def classad_string(text: str) -> str:
+    """A ClassAd string literal as a submit value: quotes escaped, ``$`` not a macro."""
     _refuse_newline(text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$(DOLLAR)") + '"'
 
 
 def _refuse_newline(text: str) -> None:
+    """Refuse what no quoting can keep in one submit value: line breaks, and ``$$``."""
     if "\n" in text or "\r" in text:
         raise CondorMagicError(f"{text!r} contains a line break, which a submit description cannot hold; rename it.")
+    if "$$" in text:
+        # $(DOLLAR)$(DOLLAR) expands to "$" then "$$(DOLLAR)", which HTCondor keeps for match time.
+        raise CondorMagicError(f"{text!r} contains '$$', which HTCondor reads as a match-time macro; rename it.")
 
 
-def build_description(run_dir: str, run_id: str, name: str, options: dict, python: str | None = None) -> dict[str, str]:
+def build_description(
+    run_dir: str,
+    run_id: str,
+    name: str,
+    options: dict,
+    python: str | None = None,
+    inputs: list[str] | None = None,
+) -> dict[str, str]:
     """The submit description of a run's jobs, as submit commands.
 
     Parameters
@@ -102,9 +114,13 @@ def build_description(run_dir: str, run_id: str, name: str, options: dict, pytho
     run_id, name : str
         Recorded as ``My.CondormagicRun`` and ``My.JobBatchName``.
     options : dict
-        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``.
+        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``; and the site's needs
+        (see :func:`site_options`): ``transfer``, ``requirements``, ``container``, ``submit``.
     python : str, optional
         The interpreter on the execute nodes; default the kernel's own.
+    inputs : list of str, optional
+        With ``transfer``: the source files to send with each job, besides the
+        function and ``transfer/manifest.json`` (the manifest as the job sees it).
     """
     cpus = int(options.get("cpus", 1))
     mem = int(options["mem"])
@@ -124,6 +140,8 @@ def build_description(run_dir: str, run_id: str, name: str, options: dict, pytho
         "should_transfer_files": "NO",
         "environment": quote_arguments([f"{k}={v}" for k, v in env.items()]),
         "max_retries": "3",
+        # The worker exits 1 (the function raised) or 2 (it returned the wrong thing): no retry helps.
+        "retry_until": "ExitCode =?= 1 || ExitCode =?= 2",
         "My.JobBatchName": classad_string(name),
         "My.CondormagicRun": classad_string(run_id),
     }
@@ -132,6 +150,159 @@ def build_description(run_dir: str, run_id: str, name: str, options: dict, pytho
         description["request_disk"] = f"{int(options['disk'])}MB"
     if options.get("gpus"):
         description["request_gpus"] = str(int(options["gpus"]))
+    if options.get("transfer"):
+        description.update(_transfer_commands(run_dir, inputs or []))
+    return _site_commands(description, options)
+
+
+# -- pools without a shared file system -------------------------------------------------------
+TRANSFER_MANIFEST = os.path.join("transfer", "manifest.json")
+OUTPUT_DIRS = ("tiles", "metrics")
+
+
+def _transfer_commands(run_dir: str, inputs: list[str]) -> dict[str, str]:
+    """Send the function, the manifest and the sources in; bring tiles and metrics back.
+
+    The job starts in its scratch directory, where the inputs land by their base
+    names; the worker reads and writes there (``RUN_DIR`` and ``OUT_DIR`` are ``.``).
+    """
+    for path in inputs:
+        if "," in path:
+            raise CondorMagicError(f"--transfer cannot send {path!r}: its path has a comma; rename it.")
+    if '"' in run_dir:
+        raise CondorMagicError(
+            f"--transfer cannot bring results back to {run_dir!r}: its path has a double quote; "
+            "choose another runs directory (%condor_config runs_dir=...)."
+        )
+    remaps = "; ".join(f"{d} = {_remap_target(os.path.join(run_dir, d))}" for d in OUTPUT_DIRS)
+    files = ["function.pkl", TRANSFER_MANIFEST, *inputs]
+    return {
+        "arguments": quote_arguments(["-m", "condormagic.worker", ".", "$(job)", "."], macros=("$(job)",)),
+        "initialdir": submit_path(run_dir),
+        "should_transfer_files": "YES",
+        "when_to_transfer_output": "ON_EXIT",
+        "transfer_executable": "False",
+        "transfer_input_files": ", ".join(submit_path(f) for f in files),
+        "transfer_output_files": ", ".join(OUTPUT_DIRS),
+        "transfer_output_remaps": f'"{remaps}"',
+    }
+
+
+def _remap_target(path: str) -> str:
+    """A path as the target of ``transfer_output_remaps``: ``;`` escaped, ``$`` not a macro."""
+    return submit_path(path).replace(";", "\\;")
+
+
+# -- the site's own needs ----------------------------------------------------------------------
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+# Commands that condormagic's own machinery depends on: a site cannot change them.
+RESERVED = {
+    "executable",
+    "arguments",
+    "args",
+    "log",
+    "output",
+    "error",
+    "input",
+    "initialdir",
+    "initial_dir",
+    "iwd",
+    "queue",
+    "transfer_input_files",
+    "transfer_output_files",
+    "transfer_output_remaps",
+    "my.condormagicrun",
+}
+
+
+def site_options(
+    transfer: bool = False,
+    requirements: str | None = None,
+    container: str | None = None,
+    submit: dict[str, str] | list[str] | None = None,
+) -> dict:
+    """Check the site's pass-throughs before anything is written; return them as run options.
+
+    Parameters
+    ----------
+    transfer : bool
+        For pools without a shared file system: HTCondor transfers the function, the
+        manifest and the local source files in, and the tiles and metrics back.
+    requirements : str, optional
+        A ClassAd expression the execute slots must satisfy (``requirements``).
+    container : str, optional
+        An image to run each job in (container universe, ``container_image``).
+    submit : dict or list of ``"KEY=VALUE"``, optional
+        Any other submit commands, such as ``accounting_group`` or ``+ProjectName``.
+
+    Raises
+    ------
+    CondorMagicError
+        A key that is not a submit command name or that condormagic sets itself, a value
+        with a line break, or requirements that are not a ClassAd expression.
+    """
+    commands = {("My." + k[1:] if k.startswith("+") else k): v for k, v in _parse_commands(submit).items()}
+    for key, value in commands.items():
+        if not _KEY.match(key):
+            raise CondorMagicError(f"--submit {key!r} is not a submit command name: use letters, digits and '_'.")
+        if key.lower() in RESERVED:
+            raise CondorMagicError(f"--submit {key} is set by condormagic itself and cannot be changed.")
+        _refuse_line_break(f"--submit {key}", value)
+    if requirements is not None:
+        requirements = str(requirements).strip()
+        _refuse_line_break("--requirements", requirements)
+        _check_expression(requirements)
+    if container is not None:
+        container = str(container).strip()
+        _refuse_line_break("--container", container)
+        if not container:
+            raise CondorMagicError("--container needs an image name, such as docker://python:3.11.")
+    return {
+        "transfer": bool(transfer),
+        "requirements": requirements or None,
+        "container": container or None,
+        "submit": commands,
+    }
+
+
+def _parse_commands(submit: dict[str, str] | list[str] | None) -> dict[str, str]:
+    if not submit:
+        return {}
+    if isinstance(submit, dict):
+        return {str(k).strip(): str(v).strip() for k, v in submit.items()}
+    commands = {}
+    for item in submit:
+        key, sep, value = str(item).partition("=")
+        if not sep:
+            raise CondorMagicError(f"--submit {item!r} is not KEY=VALUE, such as accounting_group=group_eo.")
+        commands[key.strip()] = value.strip()
+    return commands
+
+
+def _refuse_line_break(what: str, value: str) -> None:
+    if "\n" in value or "\r" in value:
+        raise CondorMagicError(f"{what} contains a line break, which a submit command cannot hold: use one line.")
+
+
+def _check_expression(expression: str) -> None:
+    import classad2
+
+    try:
+        classad2.ExprTree(expression)
+    except Exception:
+        raise CondorMagicError(
+            f"--requirements {expression!r} is not a ClassAd expression; write one such as "
+            '(OpSysAndVer == "AlmaLinux9") && (Memory >= 8000).'
+        ) from None
+
+
+def _site_commands(description: dict[str, str], options: dict) -> dict[str, str]:
+    if options.get("requirements"):
+        description["requirements"] = options["requirements"]
+    if options.get("container"):
+        description["universe"] = "container"
+        description["container_image"] = submit_path(options["container"])
+    description.update(options.get("submit") or {})
     return description
 
 
