@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import cloudpickle
 
 from . import config
-from .backends import get_backend
+from .backends import get_backend, resolve
+from .backends.description import site_options
 from .errors import CondorMagicError
 from .graph import JobGraph, Sources, build_graph
 from .graph.manifest import build_manifest, content_hash
@@ -63,6 +64,10 @@ def plan(
     backend: str | None = None,
     nodata: float | None = None,
     code: str | None = None,
+    transfer: bool = False,
+    requirements: str | None = None,
+    container: str | None = None,
+    submit_commands: dict[str, str] | list[str] | None = None,
 ) -> Plan:
     """Check a run's arguments and build its job graph without submitting anything.
 
@@ -87,7 +92,8 @@ def plan(
             f"The function {name} cannot be sent to the jobs ({type(exc).__name__}: {exc}); "
             "make it use only picklable objects (open files and connections inside the function)."
         ) from None
-    backend_name = _resolve_backend(backend or str(config.get("backend")))
+    site = site_options(transfer, requirements, container, submit_commands)
+    backend_name, backend_reason = _resolve_backend(backend or str(config.get("backend")))
     engine = get_backend(backend_name)
     if code is None:
         try:
@@ -103,7 +109,11 @@ def plan(
         "output": str(output) if output else None,
         "nodata": nodata,
         "backend": backend_name,
+        "backend_reason": backend_reason,
+        "schedd": config.get("schedd"),
+        "pool": config.get("pool"),
         "python": config.get("python"),
+        **site,
         "cwd": os.getcwd(),
     }
     content = content_hash(code, sources, options)
@@ -139,6 +149,15 @@ def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> R
     code : str, optional
         The source text that identifies the run (``%%condor`` passes the cell);
         default the function's source.
+    transfer : bool
+        For pools without a shared file system (HTCondor): send the function and the
+        local sources with each job, bring its tiles back.
+    requirements : str, optional
+        A ClassAd expression the HTCondor slots must satisfy.
+    container : str, optional
+        Run each job in this image (HTCondor's container universe).
+    submit_commands : dict or list of ``"KEY=VALUE"``, optional
+        Any other HTCondor submit commands your site needs (``accounting_group``...).
 
     Returns
     -------
@@ -176,12 +195,11 @@ def _default_name(func: Callable) -> str:
     return name or "run"
 
 
-def _resolve_backend(name: str) -> str:
-    if name == "auto":
-        return "local"
-    if name not in ("local", "htcondor"):
+def _resolve_backend(name: str) -> tuple[str, str]:
+    """The backend to use and why (``auto``: htcondor when a schedd is found, else local)."""
+    if name not in ("local", "htcondor", "auto"):
         raise CondorMagicError(f"Unknown backend {name!r}: use local, htcondor or auto.")
-    return name
+    return resolve(name)
 
 
 def run(name_or_id: str) -> Run:

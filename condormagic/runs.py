@@ -65,6 +65,7 @@ class Run:
             self.manifest = json.load(fh)
         self._reader = EventLogReader(self.path / "events.log")
         self._clusters: dict[int, dict] = {}
+        self._metrics: set[str] | None = None  # names of the metrics files seen (they are never removed)
         self.attached = False
 
     # -- identity -------------------------------------------------------------------
@@ -130,7 +131,6 @@ class Run:
                 latest[job] = (cluster, proc)
                 attempts[job] += 1
         out = []
-        metrics_dir = self.path / "metrics"
         all_jobs = self.manifest["jobs"]
         for job in range(len(all_jobs)) if only is None else sorted(set(only)):
             tiles = all_jobs[job]
@@ -151,7 +151,7 @@ class Run:
                     js.reason = f"killed by signal {st.signal}{_signal_name(st.signal)}"
                 elif st.state == FAILED:
                     js.reason = self._failure_reason(cluster, proc) or f"exited with code {st.exit_code}"
-                elif st.state == COMPLETED and not (metrics_dir / f"{job:06d}.json").exists():
+                elif st.state == COMPLETED and not self._has_metrics(job):
                     js.state, js.reason = FAILED, "the job exited 0 but its metrics file is missing"
             out.append(js)
         return out
@@ -198,6 +198,33 @@ class Run:
             if line.startswith("condormagic: "):
                 return line.split(": ", 2)[-1]
         return tail[-1] if tail else None
+
+    def _has_metrics(self, job: int) -> bool:
+        """Whether the job's metrics file is there: the folder is listed once, then only new
+        names are looked for (a status of 10,000 jobs makes no 10,000 stat calls)."""
+        name = f"{job:06d}.json"
+        if self._metrics is None:
+            try:
+                self._metrics = set(os.listdir(self.path / "metrics"))
+            except OSError:
+                self._metrics = set()
+        if name not in self._metrics and (self.path / "metrics" / name).exists():
+            self._metrics.add(name)
+        return name in self._metrics
+
+    def query(self) -> dict[int, dict]:
+        """Ask the scheduler what the event log cannot say about the run's queued jobs.
+
+        One query for the whole run, made only when some job is idle, running or held:
+        the hold reason, the host, the memory in use, why a job stays idle (HTCondor's
+        ``HoldReason``, ``RemoteHost``, ``MemoryUsage``, ``LastRejMatchReason``...).
+        Returns ``{job: {attribute: value}}``; empty for the local backend.
+        """
+        queued = {(j.cluster, j.proc): j.job for j in self.jobs() if j.state in (IDLE, RUNNING, HELD_STATE)}
+        backend = self._backend()
+        if not queued or not hasattr(backend, "query"):
+            return {}
+        return {queued[key]: info for key, info in backend.query(self).items() if key in queued}
 
     # -- results --------------------------------------------------------------------
     @property

@@ -6,14 +6,33 @@ from ..errors import CondorMagicError
 
 
 def get_backend(name: str):
-    """The backend called ``name``: ``local``, ``htcondor`` or ``auto``."""
-    if name in ("local", "auto"):
+    """The backend called ``name``: ``local``, ``htcondor`` or ``auto`` (see :func:`resolve`)."""
+    if name == "auto":
+        name = resolve(name)[0]
+    if name == "local":
         from .local import LocalBackend
 
         return LocalBackend()
     if name == "htcondor":
-        raise CondorMagicError("The htcondor backend is not available in this version yet: use --backend local.")
-    raise CondorMagicError(f"Unknown backend {name!r}: use local or htcondor.")
+        from .htcondor import HTCondorBackend
+
+        return HTCondorBackend()
+    raise CondorMagicError(f"Unknown backend {name!r}: use local, htcondor or auto.")
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """The backend ``name`` stands for, and why, in a few words.
+
+    ``auto`` is ``htcondor`` when a schedd can be located within a few seconds (the
+    ``schedd`` and ``pool`` settings say where), else ``local``.
+    """
+    if name != "auto":
+        return name, f"--backend {name}"
+    from .. import config
+    from .htcondor import probe
+
+    found, why = probe(config.get("schedd"), config.get("pool"))
+    return ("htcondor" if found else "local"), f"backend=auto: {why}"
 
 
 def describe_default() -> str:
@@ -22,6 +41,9 @@ def describe_default() -> str:
 
     name = str(config.get("backend"))
     try:
+        if name == "auto":
+            name, why = resolve(name)
+            return f"{get_backend(name).describe()}, as {why}"
         return get_backend(name).describe()
     except CondorMagicError as exc:
         return f"{name} (unavailable: {exc})"

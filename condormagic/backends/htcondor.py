@@ -1,0 +1,378 @@
+"""The HTCondor backend: a run's jobs as one cluster per submission, through ``htcondor2``.
+
+The schedd is the local one unless the ``schedd`` and ``pool`` settings name another
+(``%condor_config schedd=NAME pool=HOST:PORT``), found through the collector. A run
+records where it went (its options keep ``schedd`` and ``pool``), so steering it later
+from another process reaches the same schedd.
+
+Watching needs no schedd: the schedd writes the run's ``events.log``, which
+:class:`condormagic.runs.Run` reads as for the local backend. :meth:`HTCondorBackend.query`
+asks the schedd, on demand and in one query for the whole run, what the log cannot
+say: why a job is idle, where it runs, how much memory it uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+
+from ..errors import AuthenticationError, CondorMagicError, NoScheddError, SchedulerError, SubmitRefused
+
+# Jobs a pool runs at once, for the default tiles per job (about four jobs per slot).
+POOL_SLOTS = 250
+# Seconds ``backend = "auto"`` waits for a collector before using the local backend.
+PROBE_TIMEOUT = 3
+# Seconds ``--backend htcondor`` waits for a collector before saying it is unreachable.
+LOCATE_TIMEOUT = 15
+# What a query asks the schedd about each queued job of a run.
+PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "HoldReason",
+    "HoldReasonCode",
+    "RemoteHost",
+    "MemoryUsage",
+    "ResidentSetSize",
+    "LastRejMatchReason",
+    "NumJobStarts",
+]
+JOB_STATUS = {
+    1: "idle",
+    2: "running",
+    3: "removed",
+    4: "completed",
+    5: "held",
+    6: "transferring output",
+    7: "suspended",
+}
+_ACTIONS = {"hold": ("Hold", "Held"), "release": ("Release", "Released"), "remove": ("Remove", "Removed")}
+_AUTH = re.compile(r"authenticat|AUTHENTICATE|DENIED|PERMISSION|SECMAN|not authorized", re.IGNORECASE)
+_UNREACHABLE = re.compile(r"connect|communicat|locate|timed? ?out|refused", re.IGNORECASE)
+
+
+def has_configuration() -> bool:
+    """Whether this machine has an HTCondor configuration (one that names a collector)."""
+    import htcondor2
+
+    return htcondor2.param.get("COLLECTOR_HOST") is not None
+
+
+def locate_schedd(name: str | None = None, pool: str | None = None, timeout: float | None = None):
+    """Find a schedd; return ``(schedd, its name)``.
+
+    Parameters
+    ----------
+    name : str, optional
+        The schedd's name as the collector knows it; default the local schedd.
+    pool : str, optional
+        ``HOST[:PORT]`` of the pool's collector; default the configured one.
+    timeout : float, optional
+        Seconds to wait for the collector; default HTCondor's own (``QUERY_TIMEOUT``).
+
+    Raises
+    ------
+    NoScheddError
+        No HTCondor configuration, or no such schedd, or the collector did not answer.
+    AuthenticationError
+        The collector did not accept who the user is.
+    """
+    import htcondor2
+
+    if pool is None and not has_configuration():
+        raise NoScheddError(
+            "No HTCondor configuration was found on this machine (no CONDOR_CONFIG, no /etc/condor/condor_config): "
+            "run with --backend local, or set pool=HOST:PORT with %condor_config."
+        )
+    where = f"the pool at {pool}" if pool else "this machine's pool"
+    with _query_timeout(timeout):
+        try:
+            collector = htcondor2.Collector(pool) if pool else htcondor2.Collector()
+            if name:
+                ad = collector.locate(htcondor2.DaemonType.Schedd, name)
+            else:
+                ad = collector.locate(htcondor2.DaemonType.Schedd)
+        except htcondor2.HTCondorException as exc:
+            if _AUTH.search(str(exc)):
+                raise _auth_error(exc, where) from None
+            what = f"the schedd {name!r}" if name else "a schedd"
+            raise NoScheddError(
+                f"Could not locate {what} in {where} ({_one_line(exc)}): check that `condor_q` works here, "
+                "or run with --backend local."
+            ) from None
+    if ad is None:
+        raise NoScheddError(
+            f"No schedd named {name!r} is known to {where}: `condor_status -schedd` lists them; "
+            "or run with --backend local."
+        )
+    return htcondor2.Schedd(ad), str(ad.get("Name") or name or "local schedd")
+
+
+@contextlib.contextmanager
+def _query_timeout(seconds: float | None):
+    """Bound the collector query (``QUERY_TIMEOUT``), then put the setting back."""
+    if seconds is None:
+        yield
+        return
+    import htcondor2
+
+    old = htcondor2.param.get("QUERY_TIMEOUT")
+    htcondor2.param["QUERY_TIMEOUT"] = str(max(1, int(round(seconds))))
+    try:
+        yield
+    finally:
+        if old is None:
+            del htcondor2.param["QUERY_TIMEOUT"]
+        else:
+            htcondor2.param["QUERY_TIMEOUT"] = str(old)
+
+
+_probe_cache: dict[tuple, tuple[float, bool, str]] = {}
+
+
+def probe(name: str | None = None, pool: str | None = None, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+    """Whether a schedd can be located, quickly; and which one, or why not, in a few words.
+
+    The answer is kept for a minute, so that each cell does not ask the collector again.
+    """
+    key = (name, pool)
+    cached = _probe_cache.get(key)
+    if cached and time.monotonic() - cached[0] < 60:
+        return cached[1], cached[2]
+    try:
+        if pool is None and not has_configuration():
+            answer = (False, "no HTCondor configuration was found on this machine")
+        else:
+            answer = (True, f"schedd {locate_schedd(name, pool, timeout)[1]}")
+    except ImportError:
+        answer = (False, "the htcondor2 bindings are not installed")
+    except SchedulerError as exc:
+        where = f"the pool at {pool}" if pool else "this machine's pool"
+        why = "HTCondor did not accept your credentials" if isinstance(exc, AuthenticationError) else "no answer"
+        answer = (False, f"no schedd could be located in {where} ({why})")
+    _probe_cache[key] = (time.monotonic(), *answer)
+    return answer
+
+
+class HTCondorBackend:
+    """Submits, steers and asks about a run's jobs on an HTCondor schedd.
+
+    Parameters
+    ----------
+    schedd, pool : str, optional
+        Where to submit new runs: a schedd name and the pool's collector; default the
+        ``schedd`` and ``pool`` settings (the local schedd when both are unset). A run
+        already submitted is always steered on the schedd it went to.
+    """
+
+    name = "htcondor"
+
+    def __init__(self, schedd: str | None = None, pool: str | None = None):
+        from .. import config
+
+        self.schedd_name = schedd if schedd is not None else config.get("schedd")
+        self.pool = pool if pool is not None else config.get("pool")
+        self._connections: dict[tuple, tuple] = {}
+
+    # -- where ----------------------------------------------------------------------------
+    def _connect(self, run=None):
+        """``(schedd, name)`` for ``run`` (where it was submitted) or for new runs."""
+        if run is not None and ("schedd" in run.options or "pool" in run.options):
+            key = (run.options.get("schedd"), run.options.get("pool"))
+        else:
+            key = (self.schedd_name, self.pool)
+        if key not in self._connections:
+            self._connections[key] = locate_schedd(*key, timeout=LOCATE_TIMEOUT)
+        return self._connections[key]
+
+    def describe(self) -> str:
+        """``htcondor (schedd NAME)``, or why no schedd can be used."""
+        try:
+            return f"htcondor (schedd {self._connect()[1]})"
+        except SchedulerError as exc:
+            return f"htcondor (unavailable: {exc})"
+
+    def slots(self, cpus: int) -> int:
+        """Jobs the pool may run at once, for the default tiles per job."""
+        return POOL_SLOTS
+
+    # -- submit ---------------------------------------------------------------------------
+    def submit(self, run, jobs: list[int]) -> int:
+        """Queue ``jobs`` of ``run`` as one new cluster; return its id.
+
+        Records ``clusters/ID.json`` (which job each proc runs) and the submit file.
+        """
+        from .description import build_description, build_submit, itemdata
+        from .local import _write_json, write_submit_file
+
+        schedd, schedd_name = self._connect(run)
+        inputs = prepare_transfer(run) if run.options.get("transfer") else None
+        description = build_description(
+            str(run.path), run.id, run.name, run.options, run.options.get("python"), inputs=inputs
+        )
+        submit = build_submit(description)
+        items = itemdata(jobs)
+        result = self._call(schedd_name, "submit", schedd.submit, submit, itemdata=iter(items))
+        cluster = int(result.cluster())
+        try:
+            record = {
+                "cluster": cluster,
+                "backend": self.name,
+                "description": description,
+                "itemdata": items,
+                "jobs": jobs,
+                "submitted": time.time(),
+            }
+            _write_json(run.path / "clusters" / f"{cluster}.json", record)
+            write_submit_file(run.path, description, jobs, cluster)
+        except BaseException:
+            # Jobs the run directory does not know about would run unseen: take them back.
+            with contextlib.suppress(Exception):
+                schedd.act(_job_action("remove"), str(cluster))
+            raise
+        return cluster
+
+    # -- steer ----------------------------------------------------------------------------
+    def act(self, run, action: str, procs: list[tuple[int, int]]) -> None:
+        """Hold, release or remove the chosen procs (``(cluster, proc)`` pairs)."""
+        if not procs:
+            return
+        schedd, schedd_name = self._connect(run)
+        past = _ACTIONS[action][1]
+        self._call(
+            schedd_name,
+            action,
+            schedd.act,
+            _job_action(action),
+            job_spec(procs),
+            reason=f"{past} by the user with condormagic",
+        )
+
+    # -- ask ------------------------------------------------------------------------------
+    def query(self, run) -> dict[tuple[int, int], dict]:
+        """What the schedd knows of the run's queued jobs, in one query.
+
+        Returns
+        -------
+        dict
+            ``(cluster, proc)`` to a dict with the attributes of :data:`PROJECTION` that
+            the job has (``MemoryUsage`` evaluated, in MB), and ``state`` in words.
+        """
+        import classad2
+
+        schedd, schedd_name = self._connect(run)
+        constraint = f"CondormagicRun == {classad2.quote(run.id)}"
+        ads = self._call(schedd_name, "query", schedd.query, constraint=constraint, projection=PROJECTION)
+        out = {}
+        for ad in ads:
+            info = {}
+            for attr in PROJECTION[2:]:
+                if attr in ad:
+                    value = ad.eval(attr)
+                    if not isinstance(value, classad2.Value):  # Undefined or Error
+                        info[attr] = value
+            info["state"] = JOB_STATUS.get(info.get("JobStatus"), "unknown")
+            out[(int(ad.eval("ClusterId")), int(ad.eval("ProcId")))] = info
+        return out
+
+    def _call(self, schedd_name: str, what: str, method, *args, **kwargs):
+        import htcondor2
+
+        try:
+            return method(*args, **kwargs)
+        except htcondor2.HTCondorException as exc:
+            raise _schedd_error(exc, schedd_name, what) from None
+
+
+def _job_action(action: str):
+    import htcondor2
+
+    return getattr(htcondor2.JobAction, _ACTIONS[action][0])
+
+
+def job_spec(procs: list[tuple[int, int]]) -> list[str] | str:
+    """``["42729.0", ...]``, or for many procs one constraint per cluster, OR-ed."""
+    if len(procs) <= 200:
+        return [f"{c}.{p}" for c, p in procs]
+    by_cluster: dict[int, list[int]] = {}
+    for c, p in procs:
+        by_cluster.setdefault(c, []).append(p)
+    return " || ".join(
+        f"(ClusterId == {c} && member(ProcId, {{{', '.join(map(str, sorted(ps)))}}}))"
+        for c, ps in sorted(by_cluster.items())
+    )
+
+
+def _schedd_error(exc: Exception, schedd_name: str, what: str) -> SchedulerError:
+    message = _one_line(exc)
+    if _AUTH.search(message):
+        return _auth_error(exc, f"the schedd {schedd_name}")
+    if what == "submit" and not _UNREACHABLE.search(message):
+        return SubmitRefused(
+            f"The schedd {schedd_name} refused the submission: {message.rstrip('.')}; "
+            "change what it names and submit again (submit.sub in the run directory shows what was sent)."
+        )
+    if _UNREACHABLE.search(message):
+        return NoScheddError(
+            f"The schedd {schedd_name} could not be reached ({message.rstrip('.')}): check that `condor_q` works "
+            "here, or run with --backend local."
+        )
+    return SchedulerError(f"The schedd {schedd_name} could not {what} the jobs: {message.rstrip('.')}.")
+
+
+def _auth_error(exc: Exception, where: str) -> AuthenticationError:
+    return AuthenticationError(
+        f"HTCondor did not accept who you are at {where} ({_one_line(exc).rstrip('.')}): check that `condor_q` "
+        "works in a terminal here (a valid token, Kerberos ticket or IDTOKEN), then try again."
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# -- pools without a shared file system ---------------------------------------------------
+def prepare_transfer(run) -> list[str]:
+    """Write ``transfer/manifest.json`` (sources by base name) and return the files to send.
+
+    The files are every local source with the files GDAL reads with it (``.aux.xml``,
+    ``.ovr``, world files); remote sources (``/vsicurl/``, URLs) are read where they are.
+
+    Raises
+    ------
+    CondorMagicError
+        Two sources have the same base name (they would land on each other).
+    """
+    import json
+
+    import rasterio
+
+    manifest = json.loads(json.dumps(run.manifest))
+    inputs: list[str] = []
+    landed: dict[str, str] = {}
+    for source in manifest["sources"]:
+        path = source["path"]
+        if path.startswith("/vsi") or "://" in path:
+            continue
+        with rasterio.open(path) as ds:
+            files = [path] + [f for f in ds.files if os.path.abspath(f) != os.path.abspath(path)]
+        for f in files:
+            base = os.path.basename(f)
+            if landed.get(base, f) != f:
+                raise CondorMagicError(
+                    f"--transfer would put {landed[base]} and {f} in the same place (both are named {base}); "
+                    "rename one of them."
+                )
+            if base not in landed:
+                landed[base] = f
+                inputs.append(os.path.abspath(f))
+        source["path"] = os.path.basename(path)
+    folder = Path(run.path) / "transfer"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".manifest.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, folder / "manifest.json")
+    return inputs
