@@ -1,0 +1,123 @@
+"""A status refresh of a 10,000-job run after 100 new events: incremental read vs reading the log again.
+
+Generates the event log of a 10,000-job run in three clusters (submit, execute, image-size
+and terminated events, in the format a real HTCondor schedd writes), then, several times,
+appends 100 events (jobs finishing) and times:
+
+- ``incremental``: the reader condormagic keeps (``htcondor2.JobEventLog`` left open at its
+  place), reading only the new events; and ``Run.status()`` on a run kept open;
+- ``full``: what a script polling the run would otherwise do: read the whole log again
+  (a fresh reader; ``Run(path).status()``).
+
+Prints the medians and the ratio.
+
+    python bench/eventlog.py [--jobs 10000] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from condormagic.eventlog import (
+    EventLogReader,
+    execute_event,
+    image_size_event,
+    submit_event,
+    terminated_event,
+)
+from condormagic.runs import Run
+
+CLUSTERS = (42729, 42730, 42731)
+NEW_EVENTS = 100
+
+
+def make_run(root: Path, n_jobs: int, held_back: int) -> tuple[Path, list[tuple[int, int, int]]]:
+    """A run directory whose log has every job submitted, started and sized, and all but
+    ``held_back`` terminated; return it and the (cluster, proc, job) still to terminate."""
+    path = root / "bench-eventlog"
+    for sub in ("clusters", "logs", "tiles", "metrics"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "id": "bench-eventlog",
+        "name": "BENCH",
+        "jobs": [[j] for j in range(n_jobs)],
+        "tiles": [[0, 0, 256, 256]] * n_jobs,
+        "skipped": [],
+        "options": {"cpus": 1, "mem": 2048, "backend": "htcondor", "created": time.time()},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    procs = []
+    share = -(-n_jobs // len(CLUSTERS))
+    for i, cluster in enumerate(CLUSTERS):
+        jobs = list(range(i * share, min(n_jobs, (i + 1) * share)))
+        record = {"cluster": cluster, "backend": "htcondor", "jobs": jobs, "itemdata": [{"job": str(j)} for j in jobs]}
+        (path / "clusters" / f"{cluster}.json").write_text(json.dumps(record))
+        procs += [(cluster, proc, job) for proc, job in enumerate(jobs)]
+    t0 = time.time() - 3600
+    with open(path / "events.log", "w") as log:
+        for cluster, proc, _ in procs:
+            log.write(submit_event(cluster, proc, "BENCH", when=t0))
+        for cluster, proc, _ in procs:
+            log.write(execute_event(cluster, proc, f"slot1_{proc % 64 + 1}", 1, 2048, "/scratch", when=t0 + 10))
+            log.write(image_size_event(cluster, proc, 5764, when=t0 + 15))
+        for cluster, proc, job in procs[: len(procs) - held_back]:
+            log.write(terminated_event(cluster, proc, 0, None, 1, 2048, 6, 30, when=t0 + 40))
+            (path / "metrics" / f"{job:06d}.json").write_text("{}")
+    return path, procs[len(procs) - held_back :]
+
+
+def append(path: Path, batch: list[tuple[int, int, int]]) -> None:
+    with open(path / "events.log", "a") as log:
+        for cluster, proc, job in batch:
+            log.write(terminated_event(cluster, proc, 0, None, 1, 2048, 6, 30))
+            (path / "metrics" / f"{job:06d}.json").write_text("{}")
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path, pending = make_run(Path(tmp), args.jobs, NEW_EVENTS * args.repeat)
+        log = path / "events.log"
+        reader = EventLogReader(log)
+        reader.update()
+        run = Run(path)
+        run.status()
+        times: dict[str, list[float]] = {"reader+": [], "reader=": [], "status+": [], "status=": []}
+        for i in range(args.repeat):
+            append(path, pending[i * NEW_EVENTS : (i + 1) * NEW_EVENTS])
+            times["reader+"].append(timed(reader.update))
+            times["reader="].append(timed(lambda: EventLogReader(log).update()))
+            times["status+"].append(timed(run.status))
+            times["status="].append(timed(lambda: Run(path).status()))
+        assert reader.n_events == EventLogReader(log).update()
+        assert run.status() == Run(path).status()
+        median = {k: statistics.median(v) for k, v in times.items()}
+        size = os.path.getsize(log) / 1e6
+        print(
+            f"event log: {args.jobs:,} jobs in {len(CLUSTERS)} clusters, {reader.n_events:,} events, {size:.1f} MB; "
+            f"{NEW_EVENTS} new events per refresh, median of {args.repeat}"
+        )
+        for what, inc, full in (("reader", "reader+", "reader="), ("Run.status()", "status+", "status=")):
+            print(
+                f"{what:13} incremental {median[inc]:8.2f} ms   full re-read {median[full]:8.1f} ms   "
+                f"ratio {median[full] / median[inc]:6.0f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
