@@ -206,7 +206,7 @@ class HTCondorBackend:
         Records ``clusters/ID.json`` (which job each proc runs) and the submit file.
         """
         from .description import build_description, build_submit, itemdata
-        from .local import _write_json, write_submit_file
+        from .local import record_cluster, write_submit_file
 
         schedd, schedd_name = self._connect(run)
         inputs = prepare_transfer(run) if run.options.get("transfer") else None
@@ -214,19 +214,10 @@ class HTCondorBackend:
             str(run.path), run.id, run.name, run.options, run.options.get("python"), inputs=inputs
         )
         submit = build_submit(description)
-        items = itemdata(jobs)
-        result = self._call(schedd_name, "submit", schedd.submit, submit, itemdata=iter(items))
+        result = self._call(schedd_name, "submit", schedd.submit, submit, itemdata=iter(itemdata(jobs)))
         cluster = int(result.cluster())
         try:
-            record = {
-                "cluster": cluster,
-                "backend": self.name,
-                "description": description,
-                "itemdata": items,
-                "jobs": jobs,
-                "submitted": time.time(),
-            }
-            _write_json(run.path / "clusters" / f"{cluster}.json", record)
+            record_cluster(run.path, cluster, self.name, description, jobs)
             write_submit_file(run.path, description, jobs, cluster)
         except BaseException:
             # Jobs the run directory does not know about would run unseen: take them back.

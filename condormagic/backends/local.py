@@ -50,28 +50,35 @@ class LocalBackend:
     def submit(self, run, jobs: list[int]) -> int:
         """Queue ``jobs`` of ``run`` as one new cluster; return its number."""
         from ..runs import DirLock
-        from .description import build_description, build_submit, itemdata
+        from .description import build_description, build_submit
 
         description = build_description(str(run.path), run.id, run.name, run.options, run.options.get("python"))
         build_submit(description)  # the same object HTCondor would get; fails here if invalid
         with DirLock(run.path / "clusters" / ".lock"):
             numbers = [int(p.stem) for p in (run.path / "clusters").glob("*.json")]
             cluster = max(numbers, default=0) + 1
-            record = {
-                "cluster": cluster,
-                "backend": self.name,
-                "description": description,
-                "itemdata": itemdata(jobs),
-                "jobs": jobs,
-                "submitted": time.time(),
-            }
-            _write_json(run.path / "clusters" / f"{cluster}.json", record)
+            record_cluster(run.path, cluster, self.name, description, jobs)
         write_submit_file(run.path, description, jobs, cluster)
         request(run.path, {"action": "submit", "cluster": cluster})
         return cluster
 
     def act(self, run, action: str, procs: list[tuple[int, int]]) -> None:
         request(run.path, {"action": action, "procs": [list(p) for p in procs]})
+
+
+def record_cluster(run_dir: Path, cluster: int, backend: str, description: dict, jobs: list[int]) -> None:
+    """Write ``clusters/N.json``: the cluster's description, item data and which job each proc runs."""
+    from .description import itemdata
+
+    record = {
+        "cluster": cluster,
+        "backend": backend,
+        "description": description,
+        "itemdata": itemdata(jobs),
+        "jobs": jobs,
+        "submitted": time.time(),
+    }
+    _write_json(Path(run_dir) / "clusters" / f"{cluster}.json", record)
 
 
 def write_submit_file(run_dir: Path, description: dict, jobs: list[int], cluster: int) -> None:
