@@ -61,10 +61,15 @@ def rm(name: str) -> None:
 
 @main.command()
 @click.argument("name")
-def retry(name: str) -> None:
+@click.option("--cpus", type=int, help="a new CPU request for the resubmitted jobs")
+@click.option("--mem", help="a new memory request, such as 8GB")
+def retry(name: str, cpus: int | None, mem: str | None) -> None:
     """Submit a run's failed, held and removed jobs again, as a new cluster."""
     run = _find(name)
-    jobs = run.retry()
+    try:
+        jobs = run.retry(cpus=cpus, mem=mem)
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"Resubmitted {len(jobs)} job(s) of {run.name}: {jobs}." if jobs else f"{run.name} has nothing to retry."
     )

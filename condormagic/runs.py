@@ -290,8 +290,13 @@ class Run:
             self._backend().act(self, "release", procs)
         return len(procs)
 
-    def retry(self) -> list[int]:
-        """Submit the failed, held and removed jobs again, as a new cluster of the same run."""
+    def retry(self, cpus: int | None = None, mem: str | int | None = None, disk: str | int | None = None) -> list[int]:
+        """Submit the failed, held and removed jobs again, as a new cluster of the same run.
+
+        ``cpus``, ``mem`` and ``disk`` change what the new jobs request (for a job held
+        for going over its memory, say); they are recorded in the manifest's options.
+        """
+        self._set_resources(cpus, mem, disk)
         todo = [j for j in self.jobs() if j.state in (FAILED, HELD_STATE, REMOVED)]
         held = [(j.cluster, j.proc) for j in todo if j.state == HELD_STATE]
         backend = self._backend()
@@ -301,6 +306,24 @@ class Run:
         if jobs:
             backend.submit(self, jobs)
         return jobs
+
+    def _set_resources(self, cpus, mem, disk) -> None:
+        from .resources import check_count, parse_memory
+
+        changes = {}
+        if cpus is not None:
+            changes["cpus"] = check_count(cpus, "--cpus")
+        if mem is not None:
+            changes["mem"] = parse_memory(mem, "--mem")
+        if disk is not None:
+            changes["disk"] = parse_memory(disk, "--disk")
+        if not changes:
+            return
+        self.manifest["options"].update(changes)
+        tmp = self.path / f".manifest.json.tmp-{os.getpid()}"
+        with open(tmp, "w") as fh:
+            json.dump(self.manifest, fh, indent=1)
+        os.replace(tmp, self.path / "manifest.json")
 
     def _repr_html_(self) -> str:
         from .widgets.cards import run_card

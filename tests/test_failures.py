@@ -8,6 +8,7 @@ SIGKILL from outside while it runs. The other jobs of the same run must still fi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -191,6 +192,31 @@ def test_retry_reruns_only_what_failed(failures):
     }
     with rasterio.open(run.output) as ds:
         np.testing.assert_array_equal(ds.read(1), failures["dem"] * 2)
+
+
+def hungry_on_the_first_tile(img):
+    dem = img["dem"]
+    if img.window.col_off == 0:
+        ballast = np.ones(400 * 2**20 // 8)  # 400 MB, every page touched
+        time.sleep(1.5)
+        return dem + ballast[0]
+    return dem + 1
+
+
+def test_a_job_held_for_memory_is_retried_with_a_bigger_request(tmp_path, runs_dir, write_raster):
+    dem = np.arange(100 * 200, dtype=np.float32).reshape(100, 200)
+    src = cm.sources(dem=write_raster(tmp_path / "dem.tif", dem), tile=100)
+    run = cm.submit(hungry_on_the_first_tile, src, mem="200MB", tiles_per_job=1)
+    run.wait(timeout=WAIT, poll=0.2)
+    assert [j.state for j in run.jobs()] == ["held", "completed"]
+    assert run.retry(mem="1GB") == [0]
+    record = json.loads((run.path / "clusters" / "2.json").read_text())
+    assert record["description"]["request_memory"] == "1024"
+    assert json.loads((run.path / "manifest.json").read_text())["options"]["mem"] == 1024
+    run.wait(timeout=WAIT, poll=0.2)
+    assert run.status()["completed"] == 2, [(j.job, j.reason) for j in run.jobs()]
+    with rasterio.open(run.output) as ds:
+        np.testing.assert_array_equal(ds.read(1), dem + 1)
 
 
 # -- blocks that cannot be decoded ----------------------------------------------------------

@@ -117,6 +117,10 @@ class CondorMagics(Magics):
     @argument("--tiles-per-job", type=int, help="tiles computed by each job")
     @argument("--output", help="path of the output Cloud-Optimized GeoTIFF")
     @argument("--backend", choices=["local", "htcondor", "auto"], help="where the jobs run")
+    @argument("--transfer", action="store_true", help="HTCondor: transfer inputs and results (no shared file system)")
+    @argument("--requirements", help="HTCondor: a requirements expression for the execute nodes")
+    @argument("--container", help="HTCondor: run in this container image (container universe)")
+    @argument("--submit", action="append", default=[], metavar="KEY=VALUE", help="HTCondor: any other submit command")
     @argument("--dry-run", action="store_true", help="show the job graph; submit nothing")
     @argument("--preview", action="store_true", help="run the function on one tile here and show it; submit nothing")
     @argument("--force", action="store_true", help="submit again even if this cell already has a run")
@@ -154,6 +158,10 @@ class CondorMagics(Magics):
                 output=args.output,
                 backend=args.backend,
                 code=cell,
+                transfer=args.transfer,
+                requirements=args.requirements,
+                container=args.container,
+                submit_commands=_pairs(args.submit, "a submit command") or None,
             )
             if args.preview:
                 return self._preview(plan)
@@ -175,6 +183,13 @@ class CondorMagics(Magics):
                 f"Attached to run {run.name} ({run.id}), made {_ago(run.created)} by this same cell; "
                 "no new jobs (--force submits again)."
             )
+            changed = [k for k in ("cpus", "mem") if plan.options[k] != run.options[k]]
+            if changed:
+                print(
+                    f"It requested {', '.join(f'{k} {run.options[k]}' for k in changed)}: "
+                    f"%condor_retry {run.name} {' '.join(f'--{k} {plan.options[k]}' for k in changed)} "
+                    "resubmits its failed and held jobs with the new request."
+                )
         if args.wait:
             run.wait()
         return run
@@ -248,11 +263,19 @@ class CondorMagics(Magics):
         n = run.remove()
         print(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
 
+    @magic_arguments()
+    @argument("name", help="the run's name or id")
+    @argument("--cpus", type=int, help="a new CPU request for the resubmitted jobs")
+    @argument("--mem", nargs="+", help="a new memory request, such as 8GB")
     @line_magic
     def condor_retry(self, line: str):
-        """``%condor_retry NAME``: submit a run's failed, held and removed jobs again."""
-        run = self._run(_one_name(line, "%condor_retry"))
-        jobs = run.retry()
+        """``%condor_retry NAME [--mem 8GB]``: submit a run's failed, held and removed jobs again."""
+        args = parse_argstring(self.condor_retry, line)
+        run = self._run(args.name)
+        try:
+            jobs = run.retry(cpus=args.cpus, mem=" ".join(args.mem) if args.mem else None)
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
         print(f"Resubmitted {len(jobs)} job(s) of {run.name}: {jobs}." if jobs else f"{run.name} has nothing to retry.")
         return run
 
