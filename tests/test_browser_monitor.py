@@ -47,8 +47,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def voila(tmp_path):
+@pytest.fixture(params=["light", "dark"])
+def voila(request, tmp_path):
     rng = np.random.default_rng(3)
     for name in ("dem1", "dem2"):
         array = rng.normal(200, 8, (450, 610)).astype("float32")
@@ -63,7 +63,14 @@ def voila(tmp_path):
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen(
-        [os.path.join(bindir, "voila"), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", "notebook.ipynb"],
+        [
+            os.path.join(bindir, "voila"),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            f"--theme={request.param}",
+            "notebook.ipynb",
+        ],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -77,7 +84,7 @@ def voila(tmp_path):
         except OSError:
             time.sleep(0.3)
     try:
-        yield f"http://127.0.0.1:{port}/", tmp_path
+        yield f"http://127.0.0.1:{port}/", request.param
     finally:
         proc.terminate()
         try:
@@ -90,7 +97,8 @@ def voila(tmp_path):
 def test_monitor_in_voila_shows_every_job_completed_logs_and_the_map(voila):
     from playwright.sync_api import sync_playwright
 
-    url, folder = voila
+    url, theme = voila
+    suffix = "" if theme == "light" else f"-{theme}"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -114,10 +122,43 @@ def test_monitor_in_voila_shows_every_job_completed_logs_and_the_map(voila):
             assert "hello from the tile at 0 0" in stdout.inner_text()
             page.locator(".leaflet-container").wait_for(timeout=60_000)
             page.locator(".leaflet-container").scroll_into_view_if_needed()
-            page.wait_for_timeout(1000)
-            page.locator(".cm-monitor").screenshot(path=str(ARTIFACTS / "monitor.png"))
-            page.locator(".leaflet-container").screenshot(path=str(ARTIFACTS / "map.png"))
-            assert page.locator(".leaflet-image-layer").count() >= 1
+            # the map fits itself to the image once shown: wait for the image to sit in the middle
+            page.wait_for_function(
+                """() => {
+                    const map = document.querySelector('.leaflet-container').getBoundingClientRect();
+                    const img = document.querySelector('.leaflet-image-layer');
+                    if (!img) return false;
+                    const r = img.getBoundingClientRect();
+                    const dx = Math.abs(r.x + r.width / 2 - (map.x + map.width / 2));
+                    const dy = Math.abs(r.y + r.height / 2 - (map.y + map.height / 2));
+                    return dx < map.width * 0.05 && dy < map.height * 0.05 && r.height > map.height * 0.6;
+                }""",
+                timeout=30_000,
+            )
+            page.wait_for_timeout(500)
+            page.locator(".cm-monitor").screenshot(path=str(ARTIFACTS / f"monitor{suffix}.png"))
+            page.locator(".leaflet-container").screenshot(path=str(ARTIFACTS / f"map{suffix}.png"))
+            assert page.locator(".leaflet-image-layer").count() == 2  # the input and the output
             assert page.locator(".leaflet-sbs-range").count() == 1  # the split control's slider
+            # Each image lies in the map's viewport with a real size, in its own (clipped) pane.
+            box = page.locator(".leaflet-container").bounding_box()
+            for pane in (".leaflet-cmLeft-pane", ".leaflet-cmRight-pane"):
+                img = page.locator(f"{pane} img.leaflet-image-layer").bounding_box()
+                assert img and img["width"] > 50 and img["height"] > 50, pane
+                assert img["x"] < box["x"] + box["width"] and img["x"] + img["width"] > box["x"], pane
+                assert img["y"] < box["y"] + box["height"] and img["y"] + img["height"] > box["y"], pane
+            divider = page.locator(".leaflet-sbs-divider").bounding_box()
+            split = round(divider["x"] + divider["width"] / 2 - box["x"])
         finally:
             browser.close()
+    # What the user sees: colour (the quicklooks' ramp) on both sides of the divider, not the
+    # blank grey base (no tiles offline). The bug showed the input nowhere and the output only
+    # right of the divider.
+    with rasterio.open(ARTIFACTS / f"map{suffix}.png") as png:
+        rgb = png.read()[:3].astype(int)
+    coloured = (rgb.max(axis=0) - rgb.min(axis=0)) > 40
+    left, right = coloured[:, max(0, split - 150) : split - 5], coloured[:, split + 5 : split + 150]
+    assert left.mean() > 0.3 and right.mean() > 0.3, (left.mean(), right.mean())
+    # and the map is fitted to the image: coloured across the middle of the map
+    rows, cols = coloured.shape
+    assert coloured[rows // 2 - 20 : rows // 2 + 20, cols // 2 - 40 : cols // 2 + 40].mean() > 0.5

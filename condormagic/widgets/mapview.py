@@ -94,6 +94,24 @@ def quicklook(path: str, max_size: int = 512) -> tuple[str, tuple[tuple[float, f
     return url, ((south, west), (north, east))
 
 
+LEFT_PANE, RIGHT_PANE = "cmLeftPane", "cmRightPane"  # DOM classes leaflet-cmLeft-pane, leaflet-cmRight-pane
+
+
+def _fit_when_shown(m, bounds) -> None:
+    """Fit ``m`` to ``bounds`` once the browser has drawn it (``Map.fit_bounds`` needs its size).
+
+    The frontend reports the map's view bounds when it first renders; until then the map has no
+    size, so the centre and zoom chosen in Python are a guess for a 600 px wide map.
+    """
+
+    def fit(change) -> None:
+        if change["new"]:
+            m.unobserve(fit, "bounds")
+            m.fit_bounds([list(bounds[0]), list(bounds[1])])
+
+    m.observe(fit, "bounds")
+
+
 def result_map(run, input_name: str | None = None, height: str = "360px"):
     """An ipyleaflet Map: the run's output over a base layer, split against one of its inputs."""
     import ipyleaflet
@@ -108,19 +126,29 @@ def result_map(run, input_name: str | None = None, height: str = "360px"):
     (south, west), (north, east) = bounds
     span = max(east - west, (north - south) * 1.5, 1e-6)
     zoom = int(max(1, min(18, np.floor(np.log2(600 * 360 / (256 * span))))))
+    # Leaflet's split control clips a tile layer's own container, but any other layer through its
+    # *pane*: two ImageOverlays in the shared overlay pane get one clip (the last one set, the
+    # right side's), so the input vanished and the output showed only right of the divider. Each
+    # quicklook therefore gets a pane of its own, which the control clips on its side only.
     m = ipyleaflet.Map(
         center=((south + north) / 2, (west + east) / 2),
         zoom=zoom,
         scroll_wheel_zoom=True,
+        panes={LEFT_PANE: {"zIndex": 410}, RIGHT_PANE: {"zIndex": 420}},
         layout=widgets.Layout(height=height, width="100%", max_width="720px"),
     )
     out_layer = ipyleaflet.ImageOverlay(url=out_url, bounds=bounds, name=f"output: {run.name}")
     if source is not None:
         in_url, in_bounds = quicklook(source["path"])
         in_layer = ipyleaflet.ImageOverlay(url=in_url, bounds=in_bounds, name=f"input: {source['name']}")
+        in_layer.pane, out_layer.pane = LEFT_PANE, RIGHT_PANE
+        # the control adds both layers to the map itself (adding them too would draw them twice)
         m.add(ipyleaflet.SplitMapControl(left_layer=in_layer, right_layer=out_layer))
+        (s2, w2), (n2, e2) = in_bounds
+        bounds = ((min(south, s2), min(west, w2)), (max(north, n2), max(east, e2)))
     else:
         m.add(out_layer)
+    _fit_when_shown(m, bounds)
     m.add(ipyleaflet.LayersControl(position="topright"))
     m.add_class("cm-map")
     return m
