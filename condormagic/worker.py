@@ -11,6 +11,7 @@ Imports nothing from IPython, ipywidgets or the magics, so that it starts fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -20,12 +21,14 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import MemoryFile
 
 from .graph.grid import Grid, Tile
 from .graph.reader import GridReader
@@ -36,9 +39,28 @@ TILE_PROFILE = {
     "tiled": True,
     "blockxsize": 256,
     "blockysize": 256,
-    "compress": "deflate",
-    "zlevel": 1,
 }
+# Tiles are intermediate files, written once and read once by the mosaic: ZSTD level 1
+# writes them about four times faster than deflate level 1, at the same size or smaller,
+# and reads faster too. Deflate where this GDAL was built without ZSTD.
+TILE_CODECS = ({"compress": "zstd", "zstd_level": 1}, {"compress": "deflate", "zlevel": 1})
+
+
+@functools.cache
+def tile_codec() -> dict:
+    """The first of :data:`TILE_CODECS` that this GDAL writes (checked once, in memory)."""
+    for codec in TILE_CODECS[:-1]:
+        try:
+            with warnings.catch_warnings(), MemoryFile() as mem:
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with mem.open(driver="GTiff", width=1, height=1, count=1, dtype="uint8", **codec) as ds:
+                    ds.write(np.zeros((1, 1, 1), np.uint8))
+                with mem.open() as ds:
+                    if ds.compression is not None and ds.compression.name.lower() == codec["compress"]:
+                        return codec
+        except Exception:  # any failure means: not this codec
+            continue
+    return TILE_CODECS[-1]
 
 
 class JobFailure(Exception):
@@ -232,7 +254,9 @@ def _write_tile(out_dir: str, tile: Tile, array: np.ndarray, grid: Grid) -> None
     path = tile_path(out_dir, tile.index)
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}.tif"
     transform = grid.transform * Affine.translation(tile.col_off, tile.row_off)
-    profile = dict(TILE_PROFILE, count=array.shape[0], height=tile.height, width=tile.width, dtype=array.dtype)
+    profile = dict(
+        TILE_PROFILE, **tile_codec(), count=array.shape[0], height=tile.height, width=tile.width, dtype=array.dtype
+    )
     if tile.width < 256 or tile.height < 256:
         profile.update(tiled=False)
         profile.pop("blockxsize")

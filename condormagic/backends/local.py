@@ -26,6 +26,7 @@ from .. import eventlog as ev
 from .description import expand_macros, split_arguments
 
 POLL = 0.05
+RUNNER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 MEMORY_POLL = 0.25
 
 
@@ -102,8 +103,12 @@ def request(run_dir: Path, message: dict) -> None:
 def start_runner(run_dir: Path) -> None:
     """Start a runner, detached from this process; it exits at once if another one holds the run."""
     log = open(run_dir / "runner.log", "ab")
+    # The runner does no arithmetic: one BLAS/OpenMP thread halves its numpy import, which
+    # is on the way to the first job. Jobs get these variables from their description.
+    env = dict(os.environ, **dict.fromkeys(RUNNER_THREAD_VARIABLES, "1"))
     subprocess.Popen(
         [sys.executable, "-m", "condormagic.backends.local", str(run_dir)],
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
