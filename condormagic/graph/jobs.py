@@ -32,10 +32,21 @@ class JobGraph:
         }
 
 
-def default_tiles_per_job(n_tiles: int, slots: int) -> int:
-    """Tiles per job that give about four jobs per slot: cores stay busy to the end,
-    and each job's start-up is shared by several tiles."""
-    return max(1, math.ceil(n_tiles / max(1, 4 * slots)))
+# A worker spends about a third of a second starting (Python, numpy, rasterio) before its
+# first tile, and a scheduler more. A job should have enough pixels to make that small: the
+# seed's deforestation function (three sources) takes about 1.3 s over 16 Mpx.
+MIN_JOB_PIXELS = 16 * 1024 * 1024
+
+
+def default_tiles_per_job(n_tiles: int, slots: int, tile_pixels: int | None = None) -> int:
+    """Tiles per job: about four jobs per slot, so that cores stay busy to the end; with
+    small tiles (``tile_pixels`` each), more per job, up to :data:`MIN_JOB_PIXELS` pixels
+    as long as every slot still gets a job, so that each job's start-up is amortised."""
+    per_job = math.ceil(n_tiles / max(1, 4 * slots))
+    if tile_pixels:
+        enough = math.ceil(MIN_JOB_PIXELS / tile_pixels)
+        per_job = max(per_job, min(enough, math.ceil(n_tiles / max(1, slots))))
+    return max(1, per_job)
 
 
 def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) -> JobGraph:
@@ -53,7 +64,7 @@ def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) 
     skipped = _masked_out(src) if src.mask else []
     skip = set(skipped)
     todo = [t.index for t in tiles if t.index not in skip]
-    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots)
+    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2)
     jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
     return JobGraph(tiles, jobs, skipped)
 
