@@ -35,6 +35,7 @@ class Plan:
     options: dict
     content_hash: str
     engine: object
+    code_line: int = 1
     _graph: JobGraph | None = None
 
     @property
@@ -95,9 +96,11 @@ def plan(
     site = site_options(transfer, requirements, container, submit_commands)
     backend_name, backend_reason = _resolve_backend(backend or str(config.get("backend")))
     engine = get_backend(backend_name)
+    code_line = 1  # the line of the function's file where ``code`` starts, for tracebacks
     if code is None:
         try:
-            code = inspect.getsource(func)
+            lines, code_line = inspect.getsourcelines(func)
+            code, code_line = "".join(lines), max(code_line, 1)
         except (OSError, TypeError):
             code = hashlib.sha256(function_bytes).hexdigest()
     options = {
@@ -117,7 +120,7 @@ def plan(
         "cwd": os.getcwd(),
     }
     content = content_hash(code, sources, options)
-    return Plan(func, function_bytes, sources, name, code, options, content, engine)
+    return Plan(func, function_bytes, sources, name, code, options, content, engine, code_line=code_line)
 
 
 def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> Run:
@@ -179,6 +182,7 @@ def submit_plan(p: Plan, force: bool = False) -> Run:
     run_id = p.content_hash if not force else f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
     options = dict(p.options, created=time.time())
     manifest = build_manifest(run_id, p.content_hash, p.name, p.code, p.sources, graph, options)
+    manifest["code_line"] = p.code_line
     path = create_run_dir(config.runs_dir(), run_id, manifest, p.function_bytes)
     run = Run(path)
     try:

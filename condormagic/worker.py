@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import linecache
 import math
 import os
 import pickle
@@ -101,6 +102,7 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
         manifest = json.load(fh)
     with open(os.path.join(run_dir, "function.pkl"), "rb") as fh:
         func = pickle.load(fh)
+    _show_source_in_tracebacks(func, manifest)
     grid = Grid.from_dict(manifest["grid"])
     halo = manifest["halo"]
     tiles = [Tile(i, *manifest["tiles"][i], halo) for i in manifest["jobs"][job]]
@@ -119,16 +121,30 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
                 readers.append(local.reader)
         return local.reader
 
+    # Once a tile has failed, the job has failed: the other threads start no new tile.
+    failed = threading.Event()
+
     def one(tile: Tile) -> tuple[dict, dict]:
-        timing = {}
+        if failed.is_set():
+            return {}, {}
+        try:
+            return compute(tile)
+        except JobFailure:
+            failed.set()
+            raise
+
+    def compute(tile: Tile) -> tuple[dict, dict]:
         t0 = time.perf_counter()
         img = _read(reader(), tile, manifest["sources"])
         t1 = time.perf_counter()
         try:
             result = func(img)
         except Exception as exc:
-            # The user's traceback, without the worker's own frame.
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
+            with lock:
+                if not failed.is_set():
+                    failed.set()
+                    # The user's traceback, without the worker's own frame.
+                    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
             raise JobFailure(
                 f"the function raised {type(exc).__name__}: {exc} on tile {tile.index} ({_where(tile)})",
                 EXIT_FUNCTION,
@@ -138,8 +154,7 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
         if array is not None:
             _write_tile(out_dir, tile, _crop(array, tile), grid)
         t3 = time.perf_counter()
-        timing.update(read=t1 - t0, compute=t2 - t1, write=t3 - t2)
-        return metrics, timing
+        return metrics, {"read": t1 - t0, "compute": t2 - t1, "write": t3 - t2}
 
     started = time.perf_counter()
     totals: dict[str, float] = {}
@@ -170,6 +185,15 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     }
     atomic_write_json(os.path.join(out_dir, "metrics", f"{job:06d}.json"), record)
     return record
+
+
+def _show_source_in_tracebacks(func, manifest: dict) -> None:
+    """Let tracebacks quote the user's lines: a function pickled by value has no file to read."""
+    code = getattr(func, "__code__", None)
+    if code is None or os.path.exists(code.co_filename) or not manifest.get("code"):
+        return
+    lines = ["\n"] * (manifest.get("code_line", 1) - 1) + manifest["code"].splitlines(keepends=True)
+    linecache.cache[code.co_filename] = (len("".join(lines)), None, lines, code.co_filename)
 
 
 def _where(tile: Tile) -> str:

@@ -124,6 +124,9 @@ def test_function_that_raises(failures):
     assert frames == [(str(call), "troublesome"), (str(raised), "check_elevation")]
     assert "worker.py" not in stderr and "concurrent" not in stderr
     assert "ValueError: elevation below sea level" in traceback
+    # The user's line is quoted under its frame, as in the notebook, and printed once.
+    assert "\n    return check_elevation(dem)\n" in traceback
+    assert stderr.count("Traceback (most recent call last):") == 1
 
 
 def test_function_returning_the_wrong_shape(failures):
