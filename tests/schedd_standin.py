@@ -39,6 +39,7 @@ import htcondor2
 
 from condormagic import eventlog as ev
 from condormagic.backends.description import split_arguments
+from condormagic.backends.local import rss_kb
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 USER = "cmtest"
@@ -456,7 +457,7 @@ class ScheddStandIn:
         if run_id:
             ad["CondormagicRun"] = classad2.ExprTree(run_id).eval()
         if job.status == RUNNING and job.popen is not None:
-            job.rss_kb = max(job.rss_kb or 0, _rss_kb(job.popen.pid))
+            job.rss_kb = max(job.rss_kb or 0, rss_kb(job.popen.pid))
         if job.rss_kb is not None:
             ad["ResidentSetSize"] = job.rss_kb
             ad["MemoryUsage"] = classad2.ExprTree("((ResidentSetSize + 1023) / 1024)")
@@ -519,14 +520,3 @@ def _kill(popen: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     popen.wait()
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -303,7 +303,7 @@ class Runner:
             return
         self.last_memory_check = now
         for p in self.running():
-            rss = _rss_kb(p.popen.pid)
+            rss = rss_kb(p.popen.pid)
             p.peak_kb = max(p.peak_kb, rss)
             if rss > p.memory_mb * 1024:
                 self.stop(p, "memory")
@@ -362,7 +362,7 @@ class Runner:
             finalize(run)
 
 
-def _rss_kb(pid: int) -> int:
+def rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
