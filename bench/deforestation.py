@@ -1,0 +1,275 @@
+"""Benchmark: the seed's deforestation function over three 8192 x 8192 rasters, three ways.
+
+1. condormagic's local backend, end to end: ``cm.sources`` + ``cm.submit`` (graph, run
+   directory, submit) + ``run.wait()`` (every job) + ``run.output`` (the mosaic COG);
+2. a plain single-process rasterio script: read the whole arrays, compute, write a
+   deflate-compressed, tiled GeoTIFF;
+3. rioxarray with dask: ``open_rasterio`` in chunks, the same function on the lazy
+   arrays, ``to_raster`` (deflate, tiled) with a lock, computed by dask's threads.
+
+Each is repeated ``--repeat`` times, interleaved (the order rotates every round), and
+every round checks that the three outputs are equal, so the figures cannot come from
+different work. It prints every time, the median of the per-round ratios, the worker's
+cold start and the per-job overhead of the local backend. Target of issue 2 on a 2-core
+machine: condormagic at most 0.6x the plain script, and faster than rioxarray+dask.
+
+Run ``python bench/deforestation.py [--size 8192] [--repeat 3]``. The inputs are made by
+``examples/make_deforestation_data.py`` once, into ``--data`` (default: a folder in the
+temporary directory), and kept for the next time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "examples"))
+
+from make_deforestation_data import make  # noqa: E402
+
+COLD_START_RUNS = 7
+
+
+def deforestation(img):
+    """The seed's function (its print left out: the three ways would print differently)."""
+    polygon, dem1, dem2 = img[0], img[1], img[2]
+    difference = dem2 - dem1
+    deforested = np.logical_and(polygon > 0, difference > 10)
+    return deforested.astype(np.uint8)
+
+
+# -- the three ways ----------------------------------------------------------------------------
+def run_condormagic(paths: dict, work: Path, tile: int, cpus: int, tiles_per_job: int | None) -> tuple[str, dict]:
+    """condormagic's local backend end to end; returns the COG's path and a breakdown."""
+    import condormagic as cm
+
+    os.environ["CONDORMAGIC_RUNS_DIR"] = str(work / "runs")
+    t0 = time.perf_counter()
+    src = cm.sources(polygon=paths["polygon"], dem1=paths["dem_2000"], dem2=paths["dem_2015"], grid="dem2", tile=tile)
+    run = cm.submit(deforestation, src, cpus=cpus, mem="2GB", name="BENCH", tiles_per_job=tiles_per_job, force=True)
+    t1 = time.perf_counter()
+    run.wait()
+    output = run.output
+    t2 = time.perf_counter()
+    if output is None:
+        raise SystemExit(f"condormagic run {run.path} did not complete: {run.status()}")
+    _wait_for_runner(run.path)
+    timing = {"read": 0.0, "compute": 0.0, "write": 0.0, "jobs": 0.0}
+    for record in (run.path / "metrics").glob("*.json"):
+        data = json.loads(record.read_text())
+        for key in ("read", "compute", "write"):
+            timing[key] += data["timing"][key]
+        timing["jobs"] += data["seconds"]
+    breakdown = {"submit": t1 - t0, "wait+output": t2 - t1, "n_jobs": run.n_jobs, "in_jobs": timing}
+    return output, breakdown
+
+
+def _wait_for_runner(run_dir: Path) -> None:
+    """Block until the run's detached runner has exited (it holds ``runner.lock`` while alive)."""
+    from condormagic.runs import DirLock
+
+    with DirLock(run_dir / "runner.lock"):
+        pass
+
+
+def run_plain(paths: dict, work: Path) -> str:
+    """What a user writes without condormagic: whole arrays in one process."""
+    out_path = str(work / "plain.tif")
+    with (
+        rasterio.open(paths["polygon"]) as polygon,
+        rasterio.open(paths["dem_2000"]) as dem1,
+        rasterio.open(paths["dem_2015"]) as dem2,
+    ):
+        profile = dem2.profile
+        result = deforestation([polygon.read(1), dem1.read(1), dem2.read(1)])
+    profile.update(dtype="uint8", nodata=None, compress="deflate", predictor=1, tiled=True)
+    with rasterio.open(out_path, "w", **profile) as dst:
+        dst.write(result, 1)
+    return out_path
+
+
+def run_rioxarray(paths: dict, work: Path, chunk: int) -> str:
+    """rioxarray + dask: lazy chunked arrays, the same function, a locked parallel write."""
+    import rioxarray
+
+    out_path = str(work / "rioxarray.tif")
+    chunks = {"band": 1, "y": chunk, "x": chunk}
+    arrays = [
+        rioxarray.open_rasterio(paths[name], chunks=chunks, lock=False).squeeze("band", drop=True)
+        for name in ("polygon", "dem_2000", "dem_2015")
+    ]
+    result = deforestation(arrays)
+    result.rio.to_raster(
+        out_path, tiled=True, blockxsize=512, blockysize=512, compress="deflate", lock=threading.Lock()
+    )
+    for a in arrays:
+        a.close()
+    return out_path
+
+
+# -- start-up and per-job overhead -------------------------------------------------------------
+def _median_seconds(argv: list[str], runs: int, env: dict | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cold_start(paths: dict, work: Path) -> dict:
+    """The interpreter alone, the worker's imports, and a whole 1-tile job as its own process."""
+    import condormagic as cm
+    from condormagic.backends.description import THREAD_VARIABLES
+
+    python = sys.executable
+    env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, "1"))  # as a 1-cpu job has them
+    bare = _median_seconds([python, "-c", "pass"], COLD_START_RUNS, env)
+    imports = _median_seconds([python, "-c", "import condormagic.worker"], COLD_START_RUNS, env)
+
+    # A run of one job of one 512 x 512 tile, on a corner of the bench's own inputs.
+    small = work / "small"
+    small.mkdir(parents=True, exist_ok=True)
+    corner = {}
+    for name, path in paths.items():
+        corner[name] = str(small / f"{name}.tif")
+        with rasterio.open(path) as ds:
+            window = Window(0, 0, 512, 512)
+            profile = dict(ds.profile, width=512, height=512, transform=ds.window_transform(window))
+            with rasterio.open(corner[name], "w", **profile) as dst:
+                dst.write(ds.read(window=window))
+    os.environ["CONDORMAGIC_RUNS_DIR"] = str(small / "runs")
+    src = cm.sources(polygon=corner["polygon"], dem1=corner["dem_2000"], dem2=corner["dem_2015"], grid="dem2", tile=512)
+    run = cm.submit(deforestation, src, cpus=1, mem="2GB", name="COLD", force=True)
+    run.wait()
+    _wait_for_runner(run.path)
+    walls, inside = [], []
+    for i in range(COLD_START_RUNS):
+        out = small / f"out{i}"
+        t0 = time.perf_counter()
+        subprocess.run(
+            [python, "-m", "condormagic.worker", str(run.path), "0", str(out)],
+            check=True,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        walls.append(time.perf_counter() - t0)
+        inside.append(json.loads((out / "metrics" / "000000.json").read_text())["seconds"])
+    job = statistics.median(walls)
+    return {
+        "python": bare,
+        "import": imports,
+        "job": job,
+        "overhead": statistics.median(w - s for w, s in zip(walls, inside, strict=True)),
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+def read_band(path: str) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8192, help="pixels a side of the inputs (default 8192)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the three ways (default 3)")
+    parser.add_argument("--tile", type=int, default=1024, help="condormagic's tile size (default 1024)")
+    parser.add_argument("--cpus", type=int, default=1, help="request_cpus of each condormagic job (default 1)")
+    parser.add_argument("--tiles-per-job", type=int, default=None, help="default: condormagic's own default")
+    parser.add_argument("--chunk", type=int, default=1024, help="rioxarray's chunk size (default 1024)")
+    parser.add_argument("--data", default=None, help="folder of the inputs (made once, then kept)")
+    args = parser.parse_args(argv)
+
+    data = Path(args.data or Path(tempfile.gettempdir()) / f"condormagic-bench-{args.size}")
+    t0 = time.perf_counter()
+    paths = make(data, size=args.size)
+    print(f"inputs: {args.size} x {args.size} in {data} ({time.perf_counter() - t0:.1f} s to make or check)")
+    for name, path in paths.items():
+        with rasterio.open(path) as ds:
+            print(f"  {name}: {ds.dtypes[0]}, {ds.profile.get('compress')}, {os.path.getsize(path) / 1e6:.0f} MB")
+    print(f"cores: {len(os.sched_getaffinity(0))}, Python {sys.version.split()[0]}, GDAL {rasterio.__gdal_version__}")
+
+    # Imports happen once per kernel, before any of the ways: keep them out of the first round.
+    import rioxarray  # noqa: F401
+
+    import condormagic  # noqa: F401
+
+    ways = {
+        "condormagic": lambda w: run_condormagic(paths, w, args.tile, args.cpus, args.tiles_per_job),
+        "plain": lambda w: (run_plain(paths, w), None),
+        "rioxarray": lambda w: (run_rioxarray(paths, w, args.chunk), None),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    order = list(ways)
+    root = Path(tempfile.mkdtemp(prefix="condormagic-bench-"))
+    try:
+        for round_ in range(args.repeat):
+            outputs = {}
+            work = root / f"round{round_}"
+            work.mkdir()
+            for name in order:
+                t = time.perf_counter()
+                outputs[name], extra = ways[name](work)
+                seconds = time.perf_counter() - t
+                times[name].append(seconds)
+                detail = ""
+                if extra:
+                    j = extra["in_jobs"]
+                    detail = (
+                        f"  (submit {extra['submit']:.2f} s, wait+output {extra['wait+output']:.2f} s; "
+                        f"{extra['n_jobs']} jobs, inside them: read {j['read']:.2f}, compute {j['compute']:.2f}, "
+                        f"write {j['write']:.2f}, total {j['jobs']:.2f} s)"
+                    )
+                load = os.getloadavg()[0]
+                print(f"round {round_ + 1}: {name:<12} {seconds:6.2f} s  (load {load:.1f}){detail}", flush=True)
+            arrays = {name: read_band(path) for name, path in outputs.items()}
+            reference = arrays["plain"]
+            for name, array in arrays.items():
+                if not np.array_equal(array, reference):
+                    print(f"MISMATCH: the {name} output differs from the plain script's", file=sys.stderr)
+                    return 1
+            share = 100.0 * reference.mean()
+            print(f"round {round_ + 1}: outputs equal ({share:.2f} % of the pixels flagged)", flush=True)
+            shutil.rmtree(work)
+            order = order[1:] + order[:1]
+        print(f"cold start (median of {COLD_START_RUNS}):", flush=True)
+        cold = cold_start(paths, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"  python -c pass                              {cold['python']:.3f} s")
+    print(f"  python -c 'import condormagic.worker'       {cold['import']:.3f} s")
+    print(f"  python -m condormagic.worker (1-tile job)   {cold['job']:.3f} s")
+    print(f"  per-job overhead (process wall - time on tiles) {cold['overhead']:.3f} s")
+    print("medians:")
+    for name, values in times.items():
+        print(f"  {name:<12} {statistics.median(values):6.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+    cm_times = times["condormagic"]
+    vs_plain = statistics.median(c / p for c, p in zip(cm_times, times["plain"], strict=True))
+    vs_rx = statistics.median(c / r for c, r in zip(cm_times, times["rioxarray"], strict=True))
+    print(f"median ratio condormagic / plain      {vs_plain:.3f}x  (target <= 0.60x: {_verdict(vs_plain <= 0.6)})")
+    print(f"median ratio condormagic / rioxarray  {vs_rx:.3f}x  (target < 1.00x: {_verdict(vs_rx < 1.0)})")
+    return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
