@@ -277,7 +277,7 @@ def _crop(array: np.ndarray, tile: Tile) -> np.ndarray:
 def _write_tile(out_dir: str, tile: Tile, array: np.ndarray, grid: Grid) -> None:
     path = tile_path(out_dir, tile.index)
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}.tif"
-    transform = grid.transform * Affine.translation(tile.col_off, tile.row_off)
+    transform = grid.transform @ Affine.translation(tile.col_off, tile.row_off)
     profile = dict(
         TILE_PROFILE, **tile_codec(), count=array.shape[0], height=tile.height, width=tile.width, dtype=array.dtype
     )

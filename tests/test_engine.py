@@ -141,9 +141,9 @@ def nearest_by_hand(src_path, grid_path) -> np.ndarray:
     """
     with rasterio.open(grid_path) as g, rasterio.open(src_path) as s:
         rows, cols = np.mgrid[0 : g.height, 0 : g.width]
-        xs, ys = g.transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+        xs, ys = g.transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
         sx, sy = transform_points(g.crs, s.crs, xs, ys)
-        c, r = ~s.transform * (np.asarray(sx), np.asarray(sy))
+        c, r = ~s.transform @ (np.asarray(sx), np.asarray(sy))
         c, r = np.floor(c).astype(int), np.floor(r).astype(int)
         inside = (c >= 0) & (c < s.width) & (r >= 0) & (r < s.height)
         values = s.read(1)

@@ -42,8 +42,11 @@ def test_jobs_group_tiles_and_default_keeps_cores_busy(tmp_path, write_raster):
     graph = build_graph(src, slots=2)
     assert sorted(i for job in graph.jobs for i in job) == list(range(70))
     assert graph.skipped == []
-    assert len(graph.jobs) >= 8  # about four jobs per slot
-    assert max(len(job) for job in graph.jobs) == default_tiles_per_job(70, 2)
+    # Small tiles: grouped so that start-up is shared, while every slot still gets a job.
+    assert len(graph.jobs) >= 2
+    assert max(len(job) for job in graph.jobs) == default_tiles_per_job(70, 2, 100 * 100)
+    # Big tiles: about four jobs per slot, so cores stay busy to the end.
+    assert default_tiles_per_job(64, 2, 4096 * 4096) == 8
     assert [len(job) for job in build_graph(src, tiles_per_job=30).jobs] == [30, 30, 10]
 
 

@@ -25,8 +25,8 @@ STYLE = """
 
 
 def _bounds(grid: Grid, row: int, col: int, h: int, w: int) -> str:
-    x0, y0 = grid.transform * (col, row)
-    x1, y1 = grid.transform * (col + w, row + h)
+    x0, y0 = grid.transform @ (col, row)
+    x1, y1 = grid.transform @ (col + w, row + h)
     return f"x {min(x0, x1):.6g}..{max(x0, x1):.6g}, y {min(y0, y1):.6g}..{max(y0, y1):.6g}"
 
 

@@ -174,7 +174,7 @@ class GridReader:
 
     def read(self, window: Window) -> Img:
         arrays = [r.read(window) for r in self.readers]
-        transform = self.grid.transform * Affine.translation(window.col_off, window.row_off)
+        transform = self.grid.transform @ Affine.translation(window.col_off, window.row_off)
         return Img(self.names, arrays, window, transform)
 
     def close(self) -> None:

@@ -273,7 +273,7 @@ def _align(src: Source, grid: Grid) -> Source:
     same_crs = src.crs == grid.crs or (src.crs and grid.crs and CRS.from_wkt(src.crs) == CRS.from_wkt(grid.crs))
     if same_crs:
         # Source pixel (col, row) of the grid's pixel (0, 0): whole numbers mean no resampling is needed.
-        col, row = ~src.transform * (grid.transform.c, grid.transform.f)
+        col, row = ~src.transform @ (grid.transform.c, grid.transform.f)
         same_axes = all(_close(getattr(src.transform, k), getattr(grid.transform, k)) for k in "abde")
         if same_axes and _whole(col) and _whole(row):
             offset = (round(row), round(col))
@@ -325,8 +325,8 @@ def _check_overlap(src: Source, grid: Grid, offset: tuple[int, int]) -> None:
 
 
 def _src_bounds(src: Source) -> tuple[float, float, float, float]:
-    left, top = src.transform * (0, 0)
-    right, bottom = src.transform * (src.width, src.height)
+    left, top = src.transform @ (0, 0)
+    right, bottom = src.transform @ (src.width, src.height)
     return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 

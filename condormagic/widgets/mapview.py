@@ -87,8 +87,8 @@ def quicklook(path: str, max_size: int = 512) -> tuple[str, tuple[tuple[float, f
             dst_crs=dst_crs,
             resampling=Resampling.nearest,
         )
-    left, top = dst_transform * (0, 0)
-    right, bottom = dst_transform * (dw, dh)
+    left, top = dst_transform @ (0, 0)
+    right, bottom = dst_transform @ (dw, dh)
     west, south, east, north = transform_bounds(dst_crs, "EPSG:4326", left, bottom, right, top)
     url = "data:image/png;base64," + base64.b64encode(png_bytes(out)).decode()
     return url, ((south, west), (north, east))
