@@ -15,7 +15,6 @@ from traitlets import Int, Unicode
 from .. import api, config
 from ..errors import CondorMagicError
 from ..graph import sources as make_sources
-from ..graph.html import graph_html, graph_text
 from ..runs import find_run, list_runs
 from .cell import pick_function, png_html, preview_png
 
@@ -169,7 +168,9 @@ class CondorMagics(Magics):
             if existing is None or args.dry_run:
                 graph = plan.graph
                 header = "(dry run) " if args.dry_run else ""
-                display(_Shown(graph_html(graph, src, plan.name, header), graph_text(graph, src, plan.name)))
+                from ..widgets.graphview import graph_bundle
+
+                display(graph_bundle(graph, src, plan.name, header), raw=True)
             if args.dry_run:
                 print(
                     f"Dry run: {plan.graph.n_jobs} jobs would be submitted to {plan.options['backend']}; nothing was."

@@ -91,44 +91,69 @@ class TileMap:
         return self._html
 
     def _svg(self, codes: np.ndarray) -> str:
-        s = self.scale
-        rects = []
-        for (row, col, h, w), code, job, index in zip(
-            self.tiles.tolist(), codes.tolist(), self.tile_job.tolist(), range(len(codes)), strict=True
-        ):
-            state = STATES[code] if code >= 0 else "skipped"
-            fill = COLOURS.get(state, "none")
-            rects.append(
-                f'<rect class="cm-tile" data-tile="{index}" data-job="{job}" data-state="{state}" '
-                f'x="{col * s:.2f}" y="{row * s:.2f}" width="{w * s:.2f}" height="{h * s:.2f}" fill="{fill}">'
-                f"<title>tile {index} &#183; Job#{job} &#183; {state}</title></rect>"
-            )
-        return (
-            f'<svg class="cm-tilemap" xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{self.height}" '
-            f'viewBox="0 0 {self.width} {self.height}" style="display:block">'
-            '<rect width="100%" height="100%" fill="none" stroke="var(--jp-border-color1,#999)" '
-            'stroke-dasharray="3 2"/>'
-            f'<g stroke="var(--jp-layout-color0,#fff)" stroke-width="{0.5 if len(codes) > 400 else 1}">'
-            + "".join(rects)
-            + "</g></svg>"
+        states = [STATES[code] if code >= 0 else "skipped" for code in codes.tolist()]
+        jobs = self.tile_job.tolist()
+        rects = tile_rects(
+            self.tiles.tolist(),
+            self.scale,
+            [COLOURS.get(state, "none") for state in states],
+            [
+                f'data-tile="{i}" data-job="{job}" data-state="{state}"'
+                for i, (job, state) in enumerate(zip(jobs, states, strict=True))
+            ],
+            [
+                f"tile {i} &#183; Job#{job} &#183; {state}"
+                for i, (job, state) in enumerate(zip(jobs, states, strict=True))
+            ],
         )
+        return tilemap_svg(rects, self.width, self.height, len(codes))
 
     def _png(self, codes: np.ndarray) -> str:
         """Many tiles: one pixel per tile on the tile lattice, drawn pixelated."""
-        from .mapview import png_bytes
-
-        rows = self.tiles[:, 0] // self.size
-        cols = self.tiles[:, 1] // self.size
         palette = np.array([[int(COLOURS[s][i : i + 2], 16) for i in (1, 3, 5)] + [255] for s in STATES] + [[0] * 4])
-        img = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1, 4), dtype=np.uint8)
-        img[rows, cols] = palette[codes]
-        data = base64.b64encode(png_bytes(img.transpose(2, 0, 1))).decode()
+        data, _ = tiles_png(self.tiles, self.size, palette[codes])
         counts = np.bincount(codes[codes >= 0], minlength=len(STATES))
         title = ", ".join(f"{s} {n}" for s, n in zip(STATES, counts.tolist(), strict=True) if n)
         return (
             f'<img class="cm-tilemap" src="data:image/png;base64,{data}" width="{self.width}" height="{self.height}" '
             f'title="{len(codes)} tiles: {title}" style="image-rendering:pixelated;display:block">'
         )
+
+
+def tile_rects(tiles: list, scale: float, fills: list[str], attrs: list[str], titles: list[str]) -> str:
+    """One SVG ``rect.cm-tile`` per tile (``[row, col, height, width]`` in grid pixels, times ``scale``)."""
+    s = scale
+    return "".join(
+        f'<rect class="cm-tile" {attr} x="{col * s:.2f}" y="{row * s:.2f}" width="{w * s:.2f}" '
+        f'height="{h * s:.2f}" fill="{fill}"><title>{title}</title></rect>'
+        for (row, col, h, w), fill, attr, title in zip(tiles, fills, attrs, titles, strict=True)
+    )
+
+
+def tilemap_svg(body: str, width: int, height: int, n_tiles: int, over: str = "") -> str:
+    """The tile map's SVG: the grid's dashed footprint, the tiles (``body``), then ``over`` drawn on top."""
+    return (
+        f'<svg class="cm-tilemap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" style="display:block">'
+        '<rect width="100%" height="100%" fill="none" stroke="var(--jp-border-color1,#999)" '
+        'stroke-dasharray="3 2"/>'
+        f'<g stroke="var(--jp-layout-color0,#fff)" stroke-width="{0.5 if n_tiles > 400 else 1}">'
+        + body
+        + "</g>"
+        + over
+        + "</svg>"
+    )
+
+
+def tiles_png(tiles: np.ndarray, size: int, rgba: np.ndarray) -> tuple[str, tuple[int, int]]:
+    """Base64 PNG with one pixel per tile on the tile lattice (``rgba`` per tile); and its (rows, cols)."""
+    from .mapview import png_bytes
+
+    rows = tiles[:, 0] // size
+    cols = tiles[:, 1] // size
+    img = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1, 4), dtype=np.uint8)
+    img[rows, cols] = rgba
+    return base64.b64encode(png_bytes(img.transpose(2, 0, 1))).decode(), img.shape[:2]
 
 
 class Monitor(widgets.VBox):
