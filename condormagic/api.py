@@ -142,7 +142,8 @@ def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> R
     name : str, optional
         The run's name (HTCondor's ``JobBatchName``); default: the function's name.
     tiles_per_job : int, optional
-        Default: about four jobs per slot, so that start-up is shared.
+        Default: jobs of up to 16 million pixels, at least one per slot and about four per
+        slot for big tiles, so that cores stay busy and start-up is shared.
     output : str, optional
         Path of the Cloud-Optimized GeoTIFF; default ``output.tif`` in the run directory.
     backend : {"local", "htcondor", "auto"}, optional
