@@ -1,4 +1,4 @@
-"""The ``condormagic`` command: runs, status, rm, retry, worker, demo."""
+"""The ``condormagic`` command: runs, status, rm, retry, worker, demo, voila."""
 
 from __future__ import annotations
 
@@ -99,6 +99,42 @@ def demo(size: int) -> None:
     click.echo(f"Executed notebook: {notebook}")
     click.echo(f"Output GeoTIFF: {output}")
     click.echo(f"Deforestation inside the forest polygons: {percent:.2f}%")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("notebook", type=click.Path(exists=True, dir_okay=False))
+@click.option("--port", type=int, default=8866, show_default=True, help="the port Voila listens on")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="the address Voila listens on")
+@click.option("--theme", type=click.Choice(["light", "dark"]), default="light", show_default=True)
+@click.option("--browser/--no-browser", default=False, show_default=True, help="open a web browser")
+@click.argument("voila_args", nargs=-1, type=click.UNPROCESSED)
+def voila(notebook: str, port: int, ip: str, theme: str, browser: bool, voila_args: tuple[str, ...]) -> None:
+    """Serve NOTEBOOK as a dashboard with Voila and the condormagic template.
+
+    Code, magics and their cells are not shown; %%condor cells attach to the runs they
+    already made and never submit (unless the cell says --allow-dashboard-submit).
+    Arguments after the options go to Voila as they are.
+    """
+    import os
+
+    from .voila import template_env
+
+    env = template_env(dict(os.environ))
+    args = [
+        sys.executable,
+        "-m",
+        "voila",
+        "--template=condormagic",
+        f"--port={port}",
+        f"--Voila.ip={ip}",
+        f"--theme={theme}",
+        "--VoilaConfiguration.show_tracebacks=False",
+        *([] if browser else ["--no-browser"]),
+        *voila_args,
+        notebook,
+    ]
+    click.echo(f"Serving {notebook} at http://{ip}:{port}/ (Ctrl-C stops it)")
+    os.execve(sys.executable, args, env)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ class Run:
 
         return sum_metrics(self)
 
-    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Run:
+    def wait(self, timeout: float | None = None, poll: float = 0.2) -> Run:
         """Block until no job is idle or running (or ``timeout`` seconds); return the run."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.settled:
@@ -334,6 +334,13 @@ class Run:
         """In a kernel: the live monitor, with the run card as the HTML other frontends keep."""
         from IPython.display import display
 
+        from .voila import in_voila
+
+        if in_voila():  # a dashboard viewer gets no steering buttons
+            from .widgets.readonly import dashboard_view
+
+            display(dashboard_view(self))
+            return
         from .widgets.monitor import display_bundle
 
         display(display_bundle(self), raw=True)

@@ -16,6 +16,7 @@ from .. import api, config
 from ..errors import CondorMagicError
 from ..graph import sources as make_sources
 from ..runs import find_run, list_runs
+from ..voila import in_voila, not_computed_html
 from .cell import pick_function, png_html, preview_png
 
 
@@ -101,6 +102,9 @@ class CondorMagics(Magics):
                 **paths,
             )
         except CondorMagicError as exc:
+            if in_voila():  # a dashboard's %%condor then says its results are not computed
+                self.sources = None
+                return None
             raise _usage(exc) from None
         display(sources_view(self.sources))
 
@@ -124,6 +128,11 @@ class CondorMagics(Magics):
     @argument("--preview", action="store_true", help="run the function on one tile here and show it; submit nothing")
     @argument("--force", action="store_true", help="submit again even if this cell already has a run")
     @argument("--wait", action="store_true", help="block until every job has finished")
+    @argument(
+        "--allow-dashboard-submit",
+        action="store_true",
+        help="under Voila, let a page load submit the jobs when no run exists (default: only attach)",
+    )
     @cell_magic
     def condor(self, line: str, cell: str):
         """Define the cell's function, then run it over every tile of the sources as jobs.
@@ -133,6 +142,8 @@ class CondorMagics(Magics):
         cell already made a run, that run is attached to), and the run is returned.
         """
         args = parse_argstring(self.condor, line)
+        if in_voila() and not args.allow_dashboard_submit:
+            return self._dashboard(args, cell)
         src = self._sources_for(args.sources)
         mem = " ".join(args.mem) if args.mem else None
         disk = " ".join(args.disk) if args.disk else None
@@ -193,7 +204,56 @@ class CondorMagics(Magics):
                 )
         if args.wait:
             run.wait()
+        if in_voila():  # the author allowed dashboard submission: the monitor keeps its buttons
+            from ..widgets.readonly import DashboardRun
+
+            return DashboardRun(run, actions=True)
         return run
+
+    def _dashboard(self, args, cell: str):
+        """``%%condor`` under Voila: attach to the run this same cell made, or say it is not computed.
+
+        Never submits, never writes a run directory, and shows no error to the viewer.
+        """
+        from ..widgets.readonly import DashboardRun
+
+        def not_computed(reason: str) -> None:
+            self.dashboard_reason = reason  # for the author; the viewer reads one friendly sentence
+            display(HTML(not_computed_html()))
+
+        try:
+            src = self._sources_for(args.sources)
+        except UsageError as exc:
+            return not_computed(str(exc))
+        result = self.shell.run_cell(cell, store_history=False)
+        if not result.success:
+            return not_computed("the cell raised an error")
+        try:
+            func = self.shell.user_ns[pick_function(cell, args.func)]
+            plan = api.plan(
+                func,
+                src,
+                cpus=args.cpus,
+                mem=" ".join(args.mem) if args.mem else None,
+                gpus=args.gpus,
+                disk=" ".join(args.disk) if args.disk else None,
+                name=args.name,
+                tiles_per_job=args.tiles_per_job,
+                output=args.output,
+                backend=args.backend,
+                code=cell,
+                transfer=args.transfer,
+                requirements=args.requirements,
+                container=args.container,
+                submit_commands=_pairs(args.submit, "a submit command") or None,
+            )
+            run = plan.existing()
+        except (CondorMagicError, UsageError) as exc:
+            return not_computed(str(exc))
+        if run is None:
+            return not_computed(f"no run of this cell in {config.runs_dir()}")
+        run.attached = True
+        return DashboardRun(run)
 
     def _sources_for(self, variable: str | None):
         if variable:

@@ -1,0 +1,91 @@
+"""A run as a dashboard viewer sees it: its status and result, and no way to steer it.
+
+Under Voilà a viewer must not remove, hold, release or retry the author's jobs, so the views
+made here have no such buttons: a settled run is a compact card (status bar, metrics, the
+result map with its split comparison), a running one a monitor without its steering row,
+whose button widgets are closed so no message from the page can reach them.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import ipywidgets as widgets
+
+from ..eventlog import COMPLETED
+from .cards import age
+from .monitor import FONT, MUTED, Monitor, progress_html
+
+STEERING = ("remove_button", "hold_button", "release_button", "retry_button")
+
+
+def read_only_monitor(run, interval: float = 1.0) -> Monitor:
+    """The live monitor without its steering buttons (closed, not only hidden)."""
+    monitor = Monitor(run, interval=interval)
+    buttons = [getattr(monitor, name) for name in STEERING if hasattr(monitor, name)]
+    monitor.children = tuple(
+        child
+        for child in monitor.children
+        if not (isinstance(child, widgets.Box) and any(b in child.children for b in buttons))
+    )
+
+    def refuse(action: str) -> str:
+        raise PermissionError("This dashboard is read-only: its jobs cannot be steered from the page.")
+
+    monitor.act = refuse
+    for button in buttons:
+        button.close()
+    monitor.add_class("cm-read-only")
+    return monitor
+
+
+def status_html(run) -> str:
+    counts = run.status()
+    done = counts[COMPLETED]
+    state = "completed" if done == run.n_jobs else ("running" if not run.settled else "stopped")
+    metrics = run.metrics
+    lines = [
+        f'<div class="cm-run-status" data-state="{state}" style="{FONT};line-height:1.6">'
+        f"<b>{escape(run.name)}</b> &middot; {done} of {run.n_jobs} jobs completed"
+        f' <span style="{MUTED}">&middot; started {age(run.created)} on {escape(run.backend)}</span></div>',
+        progress_html(counts),
+    ]
+    if metrics:
+        lines.append(
+            f'<div style="{FONT}">' + ", ".join(f"<b>{escape(k)}</b> = {v:,.6g}" for k, v in metrics.items()) + "</div>"
+        )
+    return "".join(lines)
+
+
+def dashboard_view(run, actions: bool = False):
+    """What ``%%condor`` shows under Voilà: compact status and result; steering only if ``actions``."""
+    if actions:
+        return Monitor(run)
+    if not run.settled:
+        return read_only_monitor(run)
+    children = [widgets.HTML(status_html(run))]
+    if run.complete:
+        try:
+            from .mapview import result_map
+
+            children.append(result_map(run))
+        except Exception as exc:  # a dashboard shows what it can
+            children.append(widgets.HTML(f'<div style="{FONT};{MUTED}">no map: {escape(str(exc))}</div>'))
+    box = widgets.VBox(children, layout=widgets.Layout(padding="4px"))
+    box.add_class("cm-dashboard-run")
+    return box
+
+
+class DashboardRun:
+    """What ``%%condor`` returns under Voilà: displays as :func:`dashboard_view`; ``.run`` is the run."""
+
+    def __init__(self, run, actions: bool = False):
+        self.run, self.actions = run, actions
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(dashboard_view(self.run, self.actions))
+
+    def __repr__(self) -> str:
+        return repr(self.run)
