@@ -1,0 +1,144 @@
+"""The example notebooks, executed through a real kernel (nbclient) on the local backend, on small data.
+
+Also the dashboard mode of %%condor through a kernel (CONDORMAGIC_DASHBOARD=1 stands for Voila's
+environment): it attaches, never submits, and says "not computed yet" when there is no run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def execute(folder: Path, name: str, **env) -> nbformat.NotebookNode:
+    nb = nbformat.read(folder / name, as_version=4)
+    base = {"CONDORMAGIC_RUNS_DIR": str(folder / "runs"), "CONDORMAGIC_BACKEND": "local"}
+    with mock.patch.dict(os.environ, {**base, **env}):
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def outputs(nb, kind: str = "text/plain") -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("display_data", "execute_result"):
+                parts.append(out.data.get(kind, ""))
+    return "\n".join(parts)
+
+
+def copy(folder: Path, *names: str) -> Path:
+    for name in names:
+        shutil.copy(EXAMPLES / name, folder / name)
+    return folder
+
+
+def runs_in(folder: Path) -> list[str]:
+    runs = folder / "runs"
+    return sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+
+
+def test_air_quality_notebook_maps_the_change_and_charts_it_per_region(tmp_path):
+    folder = copy(tmp_path, "air_quality.ipynb", "make_air_quality_data.py")
+    nb = execute(folder, "air_quality.ipynb", CONDORMAGIC_DEMO_SIZE="240")
+    text = outputs(nb)
+    changes = dict(
+        (m.group(1).strip(), float(m.group(2))) for m in re.finditer(r"^(\S.*?)\s+([+-]\d+\.\d)%$", text, re.M)
+    )
+    assert len(changes) >= 10, text
+    assert changes["Italy"] < -15 and changes["Spain"] < -15  # the strictest lockdowns
+    assert changes["Italy"] < changes["Germany"] < changes["Sweden & Norway"] < 5
+    assert '<svg class="cm-chart"' in outputs(nb, "text/html")
+    import condormagic as cm
+
+    with mock.patch.dict(os.environ, {"CONDORMAGIC_RUNS_DIR": str(folder / "runs")}):
+        run = cm.run("NO2_LOCKDOWN")
+        import rasterio
+
+        with rasterio.open(run.output) as out:
+            assert out.count == 1 and out.dtypes[0] == "float32" and out.crs.to_epsg() == 4326
+
+
+@pytest.fixture(scope="module")
+def deforested(tmp_path_factory):
+    """deforestation.ipynb executed on 512-pixel rasters: a folder with data/ and one run."""
+    folder = copy(tmp_path_factory.mktemp("examples"), "deforestation.ipynb", "dashboard.ipynb")
+    shutil.copy(EXAMPLES / "make_deforestation_data.py", folder)
+    nb = execute(folder, "deforestation.ipynb", CONDORMAGIC_DEMO_SIZE="512")
+    assert "Deforestation inside the forest polygons" in outputs(nb)
+    assert len(runs_in(folder)) == 1
+    return folder
+
+
+def test_dashboard_notebook_runs_in_a_kernel_and_attaches_to_the_deforestation_run(deforested):
+    before = runs_in(deforested)
+    nb = execute(deforested, "dashboard.ipynb")
+    html = outputs(nb, "text/html")
+    assert re.search(r'class="cm-headline".*?\d+\.\d%', html, re.S)
+    assert "Attached to run DEFORESTATION" in outputs(nb)
+    assert runs_in(deforested) == before
+
+
+def test_dashboard_mode_attaches_and_never_submits(deforested, tmp_path):
+    before = runs_in(deforested)
+    nb = execute(deforested, "dashboard.ipynb", CONDORMAGIC_DASHBOARD="1")
+    text, html = outputs(nb), outputs(nb, "text/html")
+    assert "Attached" not in text and "not been computed" not in html
+    assert re.search(r'class="cm-headline".*?\d+\.\d%', html, re.S)
+    assert runs_in(deforested) == before
+    # the same page with no run anywhere: one friendly sentence, nothing created
+    empty = tmp_path / "runs"
+    nb = execute(deforested, "dashboard.ipynb", CONDORMAGIC_DASHBOARD="1", CONDORMAGIC_RUNS_DIR=str(empty))
+    html = outputs(nb, "text/html")
+    assert html.count("These results have not been computed yet.") == 1
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", []))
+    assert not empty.exists()
+
+
+def test_dashboard_mode_submits_only_when_the_author_allows_it(deforested, tmp_path):
+    nb = nbformat.read(deforested / "dashboard.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("%%condor"))
+    first, rest = cell.source.split("\n", 1)
+    cell.source = first + " --allow-dashboard-submit --wait\n" + rest
+    nbformat.write(nb, deforested / "allowed.ipynb")
+    runs = tmp_path / "runs"
+    nb = execute(deforested, "allowed.ipynb", CONDORMAGIC_DASHBOARD="1", CONDORMAGIC_RUNS_DIR=str(runs))
+    assert len(list(runs.iterdir())) == 1
+    assert re.search(r'class="cm-headline".*?\d+\.\d%', outputs(nb, "text/html"), re.S)
+
+
+def test_dashboard_views_have_no_steering_buttons(deforested):
+    import ipywidgets as widgets
+
+    import condormagic as cm
+    from condormagic.widgets.readonly import dashboard_view, read_only_monitor
+
+    def buttons(widget) -> list[str]:
+        found = [widget.description] if isinstance(widget, widgets.Button) else []
+        for child in getattr(widget, "children", ()):
+            found += buttons(child)
+        return found
+
+    with mock.patch.dict(os.environ, {"CONDORMAGIC_RUNS_DIR": str(deforested / "runs")}):
+        run = cm.run("DEFORESTATION")
+        assert buttons(dashboard_view(run)) == []
+        monitor = read_only_monitor(run)
+        try:
+            assert not {"remove", "hold", "release", "retry failed"} & set(buttons(monitor))
+            with pytest.raises(PermissionError):
+                monitor.act("remove")
+            assert monitor.remove_button.comm is None  # closed: the page cannot click it
+        finally:
+            monitor.stop()
+        assert "remove" in buttons(dashboard_view(run, actions=True))
