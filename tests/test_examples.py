@@ -142,3 +142,20 @@ def test_dashboard_views_have_no_steering_buttons(deforested):
         finally:
             monitor.stop()
         assert "remove" in buttons(dashboard_view(run, actions=True))
+
+
+def test_runs_dashboard_under_voila_opens_read_only_monitors(deforested):
+    import ipywidgets as widgets
+
+    from condormagic.widgets.dashboard import dashboard
+
+    env = {"CONDORMAGIC_RUNS_DIR": str(deforested / "runs"), "CONDORMAGIC_DASHBOARD": "1"}
+    with mock.patch.dict(os.environ, env):
+        board = dashboard()
+        monitor = board.show_run(board.runs[0].id)
+        try:
+            assert "cm-read-only" in monitor._dom_classes
+            shown = [w for w in monitor.children if isinstance(w, widgets.Box)]
+            assert all(monitor.remove_button not in box.children for box in shown)
+        finally:
+            monitor.stop()

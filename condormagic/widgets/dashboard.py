@@ -68,7 +68,14 @@ class Dashboard(widgets.VBox):
         if run is None:
             self.monitor_box.children = ()
             return None
-        self.monitor = Monitor(run)
+        from ..voila import in_voila
+
+        if in_voila():  # a dashboard viewer may look, not steer
+            from .readonly import read_only_monitor
+
+            self.monitor = read_only_monitor(run)
+        else:
+            self.monitor = Monitor(run)
         self.monitor_box.children = (self.monitor,)
         return self.monitor
 
