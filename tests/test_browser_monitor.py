@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import nbformat
-import numpy as np
 import pytest
 import rasterio
-from nbformat.v4 import new_code_cell, new_notebook
-from rasterio.transform import from_origin
+from browser import ARGS, ARTIFACTS, CHROMIUM, chromium_page, free_port, needs_chromium, voila_server, write_dems
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+__all__ = ["ARGS", "ARTIFACTS", "CHROMIUM", "free_port"]  # also used by the other browser tests
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
+pytestmark = needs_chromium
 
 NOTEBOOK = """import condormagic as cm
 from condormagic.widgets.monitor import Monitor
@@ -41,116 +21,63 @@ monitor = Monitor(run, interval=0.5)
 monitor"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(params=["light", "dark"])
 def voila(request, tmp_path):
-    rng = np.random.default_rng(3)
-    for name in ("dem1", "dem2"):
-        array = rng.normal(200, 8, (450, 610)).astype("float32")
-        profile = dict(driver="GTiff", width=610, height=450, count=1, dtype="float32", crs="EPSG:32633")
-        profile["transform"] = from_origin(500000, 5000000, 30, 30)
-        with rasterio.open(tmp_path / f"{name}.tif", "w", **profile) as dst:
-            dst.write(array, 1)
-    nbformat.write(new_notebook(cells=[new_code_cell(NOTEBOOK)]), tmp_path / "notebook.ipynb")
-    port = free_port()
-    env = {**os.environ, "CONDORMAGIC_RUNS_DIR": str(tmp_path / "runs"), "CONDORMAGIC_BACKEND": "local"}
-    bindir = os.path.dirname(sys.executable)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    log = open(tmp_path / "voila.log", "w")
-    proc = subprocess.Popen(
-        [
-            os.path.join(bindir, "voila"),
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            f"--theme={request.param}",
-            "notebook.ipynb",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    try:
-        yield f"http://127.0.0.1:{port}/", request.param
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    write_dems(tmp_path)
+    with voila_server(tmp_path, NOTEBOOK, request.param) as url:
+        yield url, request.param
 
 
 def test_monitor_in_voila_shows_every_job_completed_logs_and_the_map(voila):
-    from playwright.sync_api import sync_playwright
-
     url, theme = voila
     suffix = "" if theme == "light" else f"-{theme}"
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(url, timeout=120_000)
-            tiles = page.locator('svg.cm-tilemap rect[data-state="completed"]')
-            page.wait_for_function(
-                "document.querySelectorAll('svg.cm-tilemap rect.cm-tile').length > 0 && "
-                "document.querySelectorAll('svg.cm-tilemap rect.cm-tile').length === "
-                "document.querySelectorAll('svg.cm-tilemap rect[data-state=\"completed\"]').length",
-                timeout=180_000,
-            )
-            n_tiles = page.locator("svg.cm-tilemap rect.cm-tile").count()
-            assert n_tiles == 6 and tiles.count() == 6  # one job per tile here
-            assert "completed <b>6</b>" in page.locator(".cm-progress").inner_html()
-            jobs = page.locator("select").filter(has_text="pick a job")
-            jobs.select_option(label="Job#0 · completed")
-            stdout = page.locator("pre.cm-stdout")
-            stdout.wait_for(timeout=30_000)
-            assert "hello from the tile at 0 0" in stdout.inner_text()
-            page.locator(".leaflet-container").wait_for(timeout=60_000)
-            page.locator(".leaflet-container").scroll_into_view_if_needed()
-            # the map fits itself to the image once shown: wait for the image to sit in the middle
-            page.wait_for_function(
-                """() => {
-                    const map = document.querySelector('.leaflet-container').getBoundingClientRect();
-                    const img = document.querySelector('.leaflet-image-layer');
-                    if (!img) return false;
-                    const r = img.getBoundingClientRect();
-                    const dx = Math.abs(r.x + r.width / 2 - (map.x + map.width / 2));
-                    const dy = Math.abs(r.y + r.height / 2 - (map.y + map.height / 2));
-                    return dx < map.width * 0.05 && dy < map.height * 0.05 && r.height > map.height * 0.6;
-                }""",
-                timeout=30_000,
-            )
-            page.wait_for_timeout(500)
-            page.locator(".cm-monitor").screenshot(path=str(ARTIFACTS / f"monitor{suffix}.png"))
-            page.locator(".leaflet-container").screenshot(path=str(ARTIFACTS / f"map{suffix}.png"))
-            assert page.locator(".leaflet-image-layer").count() == 2  # the input and the output
-            assert page.locator(".leaflet-sbs-range").count() == 1  # the split control's slider
-            # Each image lies in the map's viewport with a real size, in its own (clipped) pane.
-            box = page.locator(".leaflet-container").bounding_box()
-            for pane in (".leaflet-cmLeft-pane", ".leaflet-cmRight-pane"):
-                img = page.locator(f"{pane} img.leaflet-image-layer").bounding_box()
-                assert img and img["width"] > 50 and img["height"] > 50, pane
-                assert img["x"] < box["x"] + box["width"] and img["x"] + img["width"] > box["x"], pane
-                assert img["y"] < box["y"] + box["height"] and img["y"] + img["height"] > box["y"], pane
-            divider = page.locator(".leaflet-sbs-divider").bounding_box()
-            split = round(divider["x"] + divider["width"] / 2 - box["x"])
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.goto(url, timeout=120_000)
+        tiles = page.locator('svg.cm-tilemap rect[data-state="completed"]')
+        page.wait_for_function(
+            "document.querySelectorAll('svg.cm-tilemap rect.cm-tile').length > 0 && "
+            "document.querySelectorAll('svg.cm-tilemap rect.cm-tile').length === "
+            "document.querySelectorAll('svg.cm-tilemap rect[data-state=\"completed\"]').length",
+            timeout=180_000,
+        )
+        n_tiles = page.locator("svg.cm-tilemap rect.cm-tile").count()
+        assert n_tiles == 6 and tiles.count() == 6  # one job per tile here
+        assert "completed <b>6</b>" in page.locator(".cm-progress").inner_html()
+        jobs = page.locator("select").filter(has_text="pick a job")
+        jobs.select_option(label="Job#0 · completed")
+        stdout = page.locator("pre.cm-stdout")
+        stdout.wait_for(timeout=30_000)
+        assert "hello from the tile at 0 0" in stdout.inner_text()
+        page.locator(".leaflet-container").wait_for(timeout=60_000)
+        page.locator(".leaflet-container").scroll_into_view_if_needed()
+        # the map fits itself to the image once shown: wait for the image to sit in the middle
+        page.wait_for_function(
+            """() => {
+                const map = document.querySelector('.leaflet-container').getBoundingClientRect();
+                const img = document.querySelector('.leaflet-image-layer');
+                if (!img) return false;
+                const r = img.getBoundingClientRect();
+                const dx = Math.abs(r.x + r.width / 2 - (map.x + map.width / 2));
+                const dy = Math.abs(r.y + r.height / 2 - (map.y + map.height / 2));
+                return dx < map.width * 0.05 && dy < map.height * 0.05 && r.height > map.height * 0.6;
+            }""",
+            timeout=30_000,
+        )
+        page.wait_for_timeout(500)
+        page.locator(".cm-monitor").screenshot(path=str(ARTIFACTS / f"monitor{suffix}.png"))
+        page.locator(".leaflet-container").screenshot(path=str(ARTIFACTS / f"map{suffix}.png"))
+        assert page.locator(".leaflet-image-layer").count() == 2  # the input and the output
+        assert page.locator(".leaflet-sbs-range").count() == 1  # the split control's slider
+        # Each image lies in the map's viewport with a real size, in its own (clipped) pane.
+        box = page.locator(".leaflet-container").bounding_box()
+        for pane in (".leaflet-cmLeft-pane", ".leaflet-cmRight-pane"):
+            img = page.locator(f"{pane} img.leaflet-image-layer").bounding_box()
+            assert img and img["width"] > 50 and img["height"] > 50, pane
+            assert img["x"] < box["x"] + box["width"] and img["x"] + img["width"] > box["x"], pane
+            assert img["y"] < box["y"] + box["height"] and img["y"] + img["height"] > box["y"], pane
+        divider = page.locator(".leaflet-sbs-divider").bounding_box()
+        split = round(divider["x"] + divider["width"] / 2 - box["x"])
     # What the user sees: colour (the quicklooks' ramp) on both sides of the divider, not the
     # blank grey base (no tiles offline). The bug showed the input nowhere and the output only
     # right of the divider.
