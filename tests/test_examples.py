@@ -159,3 +159,20 @@ def test_runs_dashboard_under_voila_opens_read_only_monitors(deforested):
             assert all(monitor.remove_button not in box.children for box in shown)
         finally:
             monitor.stop()
+
+
+def test_steering_magics_do_nothing_under_voila(deforested):
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(c)
+            for c in ("%load_ext condormagic", "%condor_rm DEFORESTATION", "%condor_retry DEFORESTATION")
+        ]
+    )
+    nbformat.write(nb, deforested / "steer.ipynb")
+    before = (deforested / "runs").stat().st_mtime_ns, sorted(p.name for p in (deforested / "runs").rglob("*"))
+    nb = execute(deforested, "steer.ipynb", CONDORMAGIC_DASHBOARD="1")
+    assert [o for c in nb.cells[1:] for o in c.outputs] == []
+    assert before == (
+        (deforested / "runs").stat().st_mtime_ns,
+        sorted(p.name for p in (deforested / "runs").rglob("*")),
+    )

@@ -319,7 +319,9 @@ class CondorMagics(Magics):
 
     @line_magic
     def condor_rm(self, line: str):
-        """``%condor_rm NAME``: remove a run's unfinished jobs."""
+        """``%condor_rm NAME``: remove a run's unfinished jobs (not under Voila: a page load steers nothing)."""
+        if in_voila():
+            return None
         run = self._run(_one_name(line, "%condor_rm"))
         n = run.remove()
         print(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
@@ -330,7 +332,12 @@ class CondorMagics(Magics):
     @argument("--mem", nargs="+", help="a new memory request, such as 8GB")
     @line_magic
     def condor_retry(self, line: str):
-        """``%condor_retry NAME [--mem 8GB]``: submit a run's failed, held and removed jobs again."""
+        """``%condor_retry NAME [--mem 8GB]``: submit a run's failed, held and removed jobs again.
+
+        Under Voila it does nothing: a page load submits no jobs.
+        """
+        if in_voila():
+            return None
         args = parse_argstring(self.condor_retry, line)
         run = self._run(args.name)
         try:
