@@ -59,7 +59,7 @@ def run_condormagic(paths: dict, work: Path, tile: int, cpus: int, tiles_per_job
 
     os.environ["CONDORMAGIC_RUNS_DIR"] = str(work / "runs")
     t0 = time.perf_counter()
-    src = cm.sources(polygon=paths["polygon"], dem1=paths["dem_2000"], dem2=paths["dem_2015"], grid="dem2", tile=tile)
+    src = cm.sources(polygon=paths["polygon"], dem1=paths["dem_2015"], dem2=paths["dem_2000"], grid="dem2", tile=tile)
     run = cm.submit(deforestation, src, cpus=cpus, mem="2GB", name="BENCH", tiles_per_job=tiles_per_job, force=True)
     t1 = time.perf_counter()
     run.wait()
@@ -91,8 +91,8 @@ def run_plain(paths: dict, work: Path) -> str:
     out_path = str(work / "plain.tif")
     with (
         rasterio.open(paths["polygon"]) as polygon,
-        rasterio.open(paths["dem_2000"]) as dem1,
-        rasterio.open(paths["dem_2015"]) as dem2,
+        rasterio.open(paths["dem_2015"]) as dem1,
+        rasterio.open(paths["dem_2000"]) as dem2,
     ):
         profile = dem2.profile
         result = deforestation([polygon.read(1), dem1.read(1), dem2.read(1)])
@@ -110,7 +110,7 @@ def run_rioxarray(paths: dict, work: Path, chunk: int) -> str:
     chunks = {"band": 1, "y": chunk, "x": chunk}
     arrays = [
         rioxarray.open_rasterio(paths[name], chunks=chunks, lock=False).squeeze("band", drop=True)
-        for name in ("polygon", "dem_2000", "dem_2015")
+        for name in ("polygon", "dem_2015", "dem_2000")  # img[1] = dem1 (2015), img[2] = dem2 (2000)
     ]
     result = deforestation(arrays)
     result.rio.to_raster(
@@ -153,7 +153,7 @@ def cold_start(paths: dict, work: Path) -> dict:
             with rasterio.open(corner[name], "w", **profile) as dst:
                 dst.write(ds.read(window=window))
     os.environ["CONDORMAGIC_RUNS_DIR"] = str(small / "runs")
-    src = cm.sources(polygon=corner["polygon"], dem1=corner["dem_2000"], dem2=corner["dem_2015"], grid="dem2", tile=512)
+    src = cm.sources(polygon=corner["polygon"], dem1=corner["dem_2015"], dem2=corner["dem_2000"], grid="dem2", tile=512)
     run = cm.submit(deforestation, src, cpus=1, mem="2GB", name="COLD", force=True)
     run.wait()
     _wait_for_runner(run.path)

@@ -1,7 +1,7 @@
 """condormagic: scale a NumPy function over big rasters from a notebook cell to HTCondor.
 
 >>> import condormagic as cm
->>> src = cm.sources(dem1="dem_2000.tif", dem2="dem_2015.tif", grid="dem2", tile=1024)
+>>> src = cm.sources(dem1="dem_2015.tif", dem2="dem_2000.tif", grid="dem2", tile=1024)
 >>> run = cm.submit(lambda img: img["dem2"] - img["dem1"], src, cpus=1, mem="2GB")
 """
 

@@ -12,23 +12,18 @@ nothing downloaded:
     Between them, lots along new side roads ("fishbone" clearing) lose their 15-35 m canopy,
     less so inside the reserves; land along the main highway was cleared before 2000.
 
-Which way is up
+Which way round
 ---------------
-The seed's function flags deforestation where ``dem2 - dem1 > 10`` with
-``dem1=dem_2000.tif dem2=dem_2015.tif``, i.e. where the 2015 value exceeds the 2000 value
-by 10 m. With heights measured upwards, clearing a forest *lowers* the surface, so that
-formula would find none. The formula is right, and physically so, for heights measured
-*downwards* (the north-east-down convention of airborne lidar and photogrammetry, and of
-depths): removing the canopy moves the surface 15-35 m further down, and the value grows.
-So by default (``positive="down"``) the files hold the surface's height *below* the EGM96
-geoid, negative numbers such as -180.0 for a canopy top 180 m above sea level, and carry
-the tags ``VERTICAL_AXIS=down`` and ``UNITS=metre``. With that, the seed's cell
-(unchanged, sources in the seed's order) reports about 10 % of the reserves deforested
-(6-10 % with other seeds), and a map of ``dem_2015 - dem_2000`` shows the clearings
-bright, as loss maps do.
+The seed's function flags deforestation where ``dem2 - dem1 > 10``. Clearing a forest
+*lowers* the surface model by the height of its canopy, so ``dem2`` is the earlier model
+and ``dem1`` the later one: the notebooks declare
+``dem1=data/dem_2015.tif dem2=data/dem_2000.tif``, and ``difference`` is the height lost
+between 2000 and 2015. The seed's cell, unchanged, then reports about 10 % of the reserves
+deforested (6-10 % with other seeds).
 
-``positive="up"`` writes conventional heights above the geoid instead; the same function
-then needs ``dem1=dem_2015.tif dem2=dem_2000.tif`` (earlier minus later).
+Heights are metres above the EGM96 geoid (tags ``VERTICAL_AXIS=up``, ``UNITS=metre``).
+``positive="down"`` writes them measured downwards instead (the north-east-down
+convention), for which ``dem1=dem_2000.tif dem2=dem_2015.tif`` is the right order.
 
 Run ``python examples/make_deforestation_data.py [FOLDER] [--size N] [--seed S]``; files
 already there with the same size, seed and convention are kept, so a demo can call it
@@ -55,7 +50,7 @@ NAMES = ("polygon", "dem_2000", "dem_2015")
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "data"
 
 
-def make(folder: str | os.PathLike | None = None, size: int = 4096, seed: int = 2015, positive: str = "down"):
+def make(folder: str | os.PathLike | None = None, size: int = 4096, seed: int = 2015, positive: str = "up"):
     """Write ``polygon.tif``, ``dem_2000.tif`` and ``dem_2015.tif`` (``size`` x ``size`` pixels).
 
     Parameters
@@ -280,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", default=str(DEFAULT_FOLDER), help="default: examples/data")
     parser.add_argument("--size", type=int, default=4096, help="pixels a side (default 4096)")
     parser.add_argument("--seed", type=int, default=2015)
-    parser.add_argument("--positive", choices=("down", "up"), default="down", help="vertical axis of the DEMs")
+    parser.add_argument("--positive", choices=("down", "up"), default="up", help="vertical axis of the DEMs")
     args = parser.parse_args(argv)
     for path in make(args.folder, args.size, args.seed, args.positive).values():
         print(path)
