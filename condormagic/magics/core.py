@@ -145,8 +145,6 @@ class CondorMagics(Magics):
         if in_voila() and not args.allow_dashboard_submit:
             return self._dashboard(args, cell)
         src = self._sources_for(args.sources)
-        mem = " ".join(args.mem) if args.mem else None
-        disk = " ".join(args.disk) if args.disk else None
         # The cell runs as any cell does: a syntax error or an exception shows as usual.
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:
@@ -156,23 +154,7 @@ class CondorMagics(Magics):
         except CondorMagicError as exc:
             raise _usage(exc) from None
         try:
-            plan = api.plan(
-                func,
-                src,
-                cpus=args.cpus,
-                mem=mem,
-                gpus=args.gpus,
-                disk=disk,
-                name=args.name,
-                tiles_per_job=args.tiles_per_job,
-                output=args.output,
-                backend=args.backend,
-                code=cell,
-                transfer=args.transfer,
-                requirements=args.requirements,
-                container=args.container,
-                submit_commands=_pairs(args.submit, "a submit command") or None,
-            )
+            plan = _plan(args, cell, func, src)
             if args.preview:
                 return self._preview(plan)
             existing = None if args.force else plan.existing()
@@ -230,23 +212,7 @@ class CondorMagics(Magics):
             return not_computed("the cell raised an error")
         try:
             func = self.shell.user_ns[pick_function(cell, args.func)]
-            plan = api.plan(
-                func,
-                src,
-                cpus=args.cpus,
-                mem=" ".join(args.mem) if args.mem else None,
-                gpus=args.gpus,
-                disk=" ".join(args.disk) if args.disk else None,
-                name=args.name,
-                tiles_per_job=args.tiles_per_job,
-                output=args.output,
-                backend=args.backend,
-                code=cell,
-                transfer=args.transfer,
-                requirements=args.requirements,
-                container=args.container,
-                submit_commands=_pairs(args.submit, "a submit command") or None,
-            )
+            plan = _plan(args, cell, func, src)
             run = plan.existing()
         except (CondorMagicError, UsageError) as exc:
             return not_computed(str(exc))
@@ -363,6 +329,27 @@ class CondorMagics(Magics):
             return find_run(name)
         except CondorMagicError as exc:
             raise _usage(exc) from None
+
+
+def _plan(args, cell: str, func, src) -> api.Plan:
+    """The checked plan of a ``%%condor`` cell, from its parsed options."""
+    return api.plan(
+        func,
+        src,
+        cpus=args.cpus,
+        mem=" ".join(args.mem) if args.mem else None,
+        gpus=args.gpus,
+        disk=" ".join(args.disk) if args.disk else None,
+        name=args.name,
+        tiles_per_job=args.tiles_per_job,
+        output=args.output,
+        backend=args.backend,
+        code=cell,
+        transfer=args.transfer,
+        requirements=args.requirements,
+        container=args.container,
+        submit_commands=_pairs(args.submit, "a submit command") or None,
+    )
 
 
 def _one_name(line: str, magic: str) -> str:
