@@ -52,6 +52,41 @@ def write_dems(folder: Path, seed: int = 3, names=("dem1", "dem2")) -> None:
 
 
 @contextlib.contextmanager
+def serving(argv_for_port, folder: Path, runs: Path, env: dict | None = None, log_name: str = "voila.log"):
+    """Start a server (``argv_for_port(port)``) in ``folder`` on a free loopback port; yield its URL.
+
+    The server runs on the local backend with its runs in ``runs``; its output goes to
+    ``folder/log_name``. It is stopped on exit.
+    """
+    port = free_port()
+    bindir = os.path.dirname(sys.executable)
+    env = {
+        **os.environ,
+        "CONDORMAGIC_RUNS_DIR": str(runs),
+        "CONDORMAGIC_BACKEND": "local",
+        **(env or {}),
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    with open(folder / log_name, "w") as log:
+        proc = subprocess.Popen(argv_for_port(port), cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
 def voila_server(folder: Path, source: str | list[str], theme: str = "light", env: dict | None = None):
     """Serve a notebook of ``source`` (one cell, or a list of cells) from ``folder`` with Voila on
     loopback; yield its URL.
@@ -61,46 +96,13 @@ def voila_server(folder: Path, source: str | list[str], theme: str = "light", en
     """
     cells = [source] if isinstance(source, str) else source
     nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), folder / "notebook.ipynb")
-    port = free_port()
-    bindir = os.path.dirname(sys.executable)
-    env = {
-        **os.environ,
-        "CONDORMAGIC_RUNS_DIR": str(folder / "runs"),
-        "CONDORMAGIC_BACKEND": "local",
-        **(env or {}),
-        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-    }
-    log = open(folder / "voila.log", "w")
-    proc = subprocess.Popen(
-        [
-            os.path.join(bindir, "voila"),
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            f"--theme={theme}",
-            "notebook.ipynb",
-        ],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    voila = os.path.join(os.path.dirname(sys.executable), "voila")
+
+    def argv(port: int) -> list[str]:
+        return [voila, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", f"--theme={theme}", "notebook.ipynb"]
+
+    with serving(argv, folder, folder / "runs", env) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -11,17 +11,14 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from unittest import mock
 
 import nbformat
 import pytest
+from browser import ARGS, ARTIFACTS, CHROMIUM, serving
 from nbclient import NotebookClient
-from test_browser_monitor import ARGS, ARTIFACTS, CHROMIUM, free_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE = "512"
@@ -53,36 +50,12 @@ def run_dirs(runs: Path) -> dict[str, int]:
     return out
 
 
-def start_voila(folder: Path, runs: Path, log_name: str):
-    port = free_port()
-    env = {**os.environ, "CONDORMAGIC_RUNS_DIR": str(runs), "CONDORMAGIC_BACKEND": "local"}
-    bindir = os.path.dirname(sys.executable)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    log = open(folder / log_name, "w")
-    proc = subprocess.Popen(
-        [os.path.join(bindir, "condormagic"), "voila", "dashboard.ipynb", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def condormagic_voila(folder: Path, runs: Path, log_name: str):
+    """``condormagic voila dashboard.ipynb`` on a free loopback port; yields the URL."""
+    command = os.path.join(os.path.dirname(sys.executable), "condormagic")
+    return serving(
+        lambda port: [command, "voila", "dashboard.ipynb", "--port", str(port)], folder, runs, None, log_name
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    return proc, log, f"http://127.0.0.1:{port}/"
-
-
-def stop(proc, log) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
 
 
 def code_lines() -> list[str]:
@@ -116,9 +89,8 @@ def test_dashboard_shows_map_and_headline_without_code_and_creates_nothing(folde
     runs = folder / "runs"
     before = run_dirs(runs)
     assert len(before) == 1 and sum(before.values()) >= 1
-    proc, log, url = start_voila(folder, runs, "voila.log")
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with condormagic_voila(folder, runs, "voila.log") as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -149,8 +121,6 @@ def test_dashboard_shows_map_and_headline_without_code_and_creates_nothing(folde
                     assert run_dirs(runs) == before, "a page load created a run or submitted jobs"
             finally:
                 browser.close()
-    finally:
-        stop(proc, log)
     assert run_dirs(runs) == before
 
 
@@ -158,8 +128,7 @@ def test_dashboard_without_a_run_says_not_computed_and_creates_nothing(folder, t
     from playwright.sync_api import sync_playwright
 
     runs = tmp_path / "no-runs"
-    proc, log, url = start_voila(folder, runs, "voila-empty.log")
-    try:
+    with condormagic_voila(folder, runs, "voila-empty.log") as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -173,6 +142,4 @@ def test_dashboard_without_a_run_says_not_computed_and_creates_nothing(folder, t
                 page.screenshot(path=str(ARTIFACTS / "dashboard-not-computed.png"), full_page=True)
             finally:
                 browser.close()
-    finally:
-        stop(proc, log)
     assert not runs.exists() or not any(runs.iterdir())
