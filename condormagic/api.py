@@ -7,6 +7,8 @@ import inspect
 import os
 import re
 import shutil
+import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,7 +89,7 @@ def plan(
         tiles_per_job = check_count(tiles_per_job, "--tiles-per-job")
     name = check_name(name or _default_name(func))
     try:
-        function_bytes = cloudpickle.dumps(func)
+        function_bytes = _dumps(func)
     except Exception as exc:
         raise CondorMagicError(
             f"The function {name} cannot be sent to the jobs ({type(exc).__name__}: {exc}); "
@@ -198,6 +200,27 @@ def _default_name(func: Callable) -> str:
     """The function's name as a run name: ``<lambda>`` becomes ``lambda``, a nameless callable ``run``."""
     name = re.sub(r"[^A-Za-z0-9_.\-]", "", str(getattr(func, "__name__", "")))[:100].lstrip("_.-")
     return name or "run"
+
+
+def _dumps(func: Callable) -> bytes:
+    """Pickle ``func`` for the jobs; with its module's code when that module is the user's own.
+
+    cloudpickle sends a function of an importable module by reference, which a job can only
+    load if the module is installed where it runs. A module of the user's (a file beside the
+    notebook, not an installed package) travels by value instead, as ``__main__`` does.
+    """
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    own = module is not None and path is not None and func.__module__ != "__main__"
+    own = own and not any(os.path.abspath(path).startswith(p + os.sep) for p in installed)
+    if not own:
+        return cloudpickle.dumps(func)
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(func)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def _resolve_backend(name: str) -> tuple[str, str]:
