@@ -150,9 +150,9 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
                 EXIT_FUNCTION,
             ) from None
         t2 = time.perf_counter()
-        array, metrics = _split(result, tile)
+        array, metrics = split_result(result, tile)
         if array is not None:
-            _write_tile(out_dir, tile, _crop(array, tile), grid)
+            _write_tile(out_dir, tile, crop_result(array, tile), grid)
         t3 = time.perf_counter()
         return metrics, {"read": t1 - t0, "compute": t2 - t1, "write": t3 - t2}
 
@@ -221,7 +221,7 @@ def _failing_source(reader: GridReader, tile: Tile) -> str | None:
     return None
 
 
-def _split(result, tile: Tile) -> tuple[np.ndarray | None, dict]:
+def split_result(result, tile: Tile) -> tuple[np.ndarray | None, dict]:
     """Separate the array and the metrics of what the function returned, and check both."""
     array, metrics = None, {}
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
@@ -252,7 +252,8 @@ def _split(result, tile: Tile) -> tuple[np.ndarray | None, dict]:
     return array, metrics
 
 
-def _crop(array: np.ndarray, tile: Tile) -> np.ndarray:
+def crop_result(array: np.ndarray, tile: Tile) -> np.ndarray:
+    """Check an array the function returned for ``tile`` and crop its halo; 3-D (bands, rows, cols)."""
     h = tile.halo
     expected = (tile.height + 2 * h, tile.width + 2 * h)
     if array.ndim not in (2, 3) or array.shape[-2:] != expected:

@@ -237,7 +237,7 @@ class CondorMagics(Magics):
 
     def _preview(self, plan):
         from ..graph import GridReader
-        from ..worker import JobFailure, _crop, _split
+        from ..worker import JobFailure, crop_result, split_result
 
         graph = plan.graph
         tiles = [t for job in graph.jobs for t in job]
@@ -246,8 +246,8 @@ class CondorMagics(Magics):
             img = reader.read(tile.read_window)
         result = plan.func(img)
         try:
-            array, metrics = _split(result, tile)
-            array = None if array is None else _crop(array, tile)
+            array, metrics = split_result(result, tile)
+            array = None if array is None else crop_result(array, tile)
         except JobFailure as failure:
             raise UsageError(f"Preview: {failure}.") from None
         caption = (
