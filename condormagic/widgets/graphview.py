@@ -74,7 +74,12 @@ class GraphView(widgets.VBox):
         self.prev_button = widgets.Button(description="◀", layout=widgets.Layout(width="36px"), tooltip="previous jobs")
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="36px"), tooltip="next jobs")
         self.goto = widgets.BoundedIntText(
-            value=0, min=0, max=max(0, self.n_jobs - 1), description="job", layout=widgets.Layout(width="150px")
+            value=0,
+            min=0,
+            max=max(0, self.n_jobs - 1),
+            description="job",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="110px"),
         )
         self.page_label = widgets.HTML()
         self.inputs = widgets.HTML()
@@ -85,7 +90,11 @@ class GraphView(widgets.VBox):
         self.goto.observe(lambda change: self.select(change["new"]), "value")
 
         pager = widgets.HBox([self.prev_button, self.next_button, self.goto, self.page_label])
-        side = widgets.VBox([pager, self.picker, self.inputs])
+        heading = widgets.HTML(
+            f'<div style="{FONT};font-weight:bold">Pick a job <span style="{MUTED};font-weight:normal">'
+            "to highlight its tiles and list its inputs</span></div>"
+        )
+        side = widgets.VBox([heading, pager, self.picker, self.inputs])
         body = widgets.HBox(
             [widgets.VBox([self.map], layout=widgets.Layout(margin="0 16px 0 0")), side],
             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
@@ -203,7 +212,8 @@ class GraphView(widgets.VBox):
                 hr, hc, hh, hw = row - src.halo, col - src.halo, h + 2 * src.halo, w + 2 * src.halo
                 read = (
                     f'<div class="cm-read-window" style="margin-left:1.2em">read with halo {src.halo}: '
-                    f"rows {hr}:{hr + hh}, cols {hc}:{hc + hw} &middot; {_bounds(grid, hr, hc, hh, hw)}</div>"
+                    f"rows {hr}:{hr + hh}, cols {hc}:{hc + hw} &middot; "
+                    f'<span style="white-space:nowrap">{_bounds(grid, hr, hc, hh, hw)}</span></div>'
                 )
             rows.append(
                 f'<details class="cm-tile-inputs" data-tile="{t}"{" open" if k < 3 else ""}>'
@@ -216,6 +226,8 @@ class GraphView(widgets.VBox):
         label = f"tile {tiles[0]}" if len(tiles) == 1 else f"{len(tiles)} tiles, {tiles[0]}&ndash;{tiles[-1]}"
         return (
             f'<div class="cm-inputs" data-job="{job}" style="{FONT};line-height:1.45;max-width:520px">'
+            f'<span class="cm-swatch" style="display:inline-block;width:11px;height:11px;vertical-align:-1px;'
+            f'margin-right:4px;background:{PALETTE[job % len(PALETTE)]};outline:1px solid {INK}"></span>'
             f'<b>Job#{job}</b> &middot; {label} &middot; <span style="{MUTED}">ProcId {job}</span>'
             f'<details class="cm-sources" open><summary>inputs ({len(src)})</summary>{sources}</details>'
             f'<details class="cm-windows" open><summary>windows and coordinates</summary>{"".join(rows)}</details>'
@@ -235,6 +247,7 @@ class GraphView(widgets.VBox):
         self._updating = True
         try:
             self.picker.options = options
+            self.picker.rows = min(12, max(2, len(options)))  # no blank box under a few jobs
             self.picker.value = self.job if self.job in shown else None
         finally:
             self._updating = False
