@@ -163,8 +163,16 @@ class Monitor(widgets.VBox):
     refreshes once, ``monitor.stop()`` ends the background refresh.
     """
 
-    def __init__(self, run: Run, interval: float = 1.0, page_size: int = PAGE_SIZE, autostart: bool = True):
+    def __init__(
+        self,
+        run: Run,
+        interval: float = 1.0,
+        page_size: int = PAGE_SIZE,
+        autostart: bool = True,
+        steering: bool = True,
+    ):
         self.run = run
+        self.steering = steering
         # Its own handle on the run directory: the refresh thread never shares an event-log reader
         # with the kernel's Run, which the user may be waiting on in another cell.
         self._run = Run(run.path)
@@ -216,26 +224,31 @@ class Monitor(widgets.VBox):
         self.prev_button.on_click(lambda _: self._turn(-1))
         self.next_button.on_click(lambda _: self._turn(+1))
         self.job_select.observe(self._on_select, "value")
-        for button, action in (
+        steering_buttons = (
             (self.remove_button, "remove"),
             (self.hold_button, "hold"),
             (self.release_button, "release"),
             (self.retry_button, "retry"),
-        ):
-            button.on_click(lambda _, a=action: self.act(a))
+        )
+        for button, action in steering_buttons:
+            if steering:
+                button.on_click(lambda _, a=action: self.act(a))
+            else:
+                button.close()  # closed, not only hidden: no message from a page can reach it
 
         controls = widgets.HBox([self.sort, self.state_filter, self.prev_button, self.next_button, self.page_label])
-        buttons = widgets.HBox([self.remove_button, self.hold_button, self.release_button, self.retry_button])
         table_box = widgets.VBox([controls, self.table, self.job_select, self.log_view])
         body = widgets.HBox(
             [widgets.VBox([self.tiles_view], layout=widgets.Layout(margin="0 16px 0 0")), table_box],
             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
         )
-        super().__init__(
-            [self.header, self.progress, body, buttons, self.message, self.result],
-            layout=widgets.Layout(padding="4px"),
-        )
+        rows = [self.header, self.progress, body]
+        if steering:
+            rows.append(widgets.HBox([button for button, _ in steering_buttons]))
+        super().__init__([*rows, self.message, self.result], layout=widgets.Layout(padding="4px"))
         self.add_class("cm-monitor")
+        if not steering:
+            self.add_class("cm-read-only")
         self.refresh()
         if autostart:
             self.start()
@@ -479,6 +492,8 @@ class Monitor(widgets.VBox):
     # -- steering ----------------------------------------------------------------------------------
     def act(self, action: str) -> str:
         """Remove, hold, release or retry (the failed, held and removed jobs); report what was done."""
+        if not self.steering:
+            raise PermissionError("This dashboard is read-only: its jobs cannot be steered from the page.")
         run = self._run
         try:
             with self._lock:

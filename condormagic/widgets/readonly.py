@@ -16,26 +16,10 @@ from ..eventlog import COMPLETED
 from .cards import age
 from .monitor import FONT, MUTED, Monitor, progress_html
 
-STEERING = ("remove_button", "hold_button", "release_button", "retry_button")
-
 
 def read_only_monitor(run, interval: float = 1.0) -> Monitor:
     """The live monitor without its steering buttons (closed, not only hidden)."""
-    monitor = Monitor(run, interval=interval)
-    buttons = [getattr(monitor, name) for name in STEERING if hasattr(monitor, name)]
-    steering = [c for c in monitor.children if isinstance(c, widgets.Box) and any(b in c.children for b in buttons)]
-    monitor.children = tuple(child for child in monitor.children if child not in steering)
-    for box in steering:  # a live box naming closed buttons would stop a page loading every widget
-        box.close()
-
-    def refuse(action: str) -> str:
-        raise PermissionError("This dashboard is read-only: its jobs cannot be steered from the page.")
-
-    monitor.act = refuse
-    for button in buttons:
-        button.close()
-    monitor.add_class("cm-read-only")
-    return monitor
+    return Monitor(run, interval=interval, steering=False)
 
 
 def status_html(run) -> str:
