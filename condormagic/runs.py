@@ -172,10 +172,8 @@ class Run:
         return self.status()[COMPLETED] == self.n_jobs
 
     def log_path(self, job: int, stream: str = "out") -> Path | None:
-        for js in self.jobs(refresh=False):
-            if js.job == job and js.cluster is not None:
-                return self.path / "logs" / f"{js.cluster}.{js.proc}.{stream}"
-        return None
+        (js,) = self.jobs(refresh=False, only=[job])
+        return None if js.cluster is None else self.path / "logs" / f"{js.cluster}.{js.proc}.{stream}"
 
     def logs(self, job: int) -> tuple[str, str]:
         """The stdout and stderr of the latest attempt of ``job``."""
