@@ -12,6 +12,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.dtypes import _gdal_typename
 
+from .files import write_atomic
 from .runs import DirLock, Run
 from .worker import tile_path
 
@@ -110,7 +111,5 @@ def build_vrt(run: Run) -> Path | None:
         parts.append("  </VRTRasterBand>")
     parts.append("</VRTDataset>")
     path = run.path / "output.vrt"
-    tmp = run.path / f".output.vrt.tmp-{os.getpid()}"
-    tmp.write_text("\n".join(parts) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(parts) + "\n")
     return path

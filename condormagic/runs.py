@@ -31,6 +31,7 @@ from pathlib import Path
 from . import config
 from .errors import RunNotFound
 from .eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, EventLogReader
+from .files import write_json_atomic
 
 
 @dataclass
@@ -318,10 +319,7 @@ class Run:
         if not changes:
             return
         self.manifest["options"].update(changes)
-        tmp = self.path / f".manifest.json.tmp-{os.getpid()}"
-        with open(tmp, "w") as fh:
-            json.dump(self.manifest, fh, indent=1)
-        os.replace(tmp, self.path / "manifest.json")
+        write_json_atomic(self.path / "manifest.json", self.manifest, indent=1)
 
     def _repr_html_(self) -> str:
         from .widgets.cards import run_card

@@ -31,6 +31,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import MemoryFile
 
+from .files import write_json_atomic
 from .graph.grid import Grid, Tile
 from .graph.reader import GridReader
 
@@ -85,13 +86,6 @@ def check_run_dir(run_dir: str) -> None:
 
 def tile_path(out_dir: str, index: int) -> str:
     return os.path.join(out_dir, "tiles", f"{index:06d}.tif")
-
-
-def atomic_write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
@@ -183,7 +177,7 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
         "seconds": time.perf_counter() - started,
         "timing": timing_totals,
     }
-    atomic_write_json(os.path.join(out_dir, "metrics", f"{job:06d}.json"), record)
+    write_json_atomic(os.path.join(out_dir, "metrics", f"{job:06d}.json"), record)
     return record
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import AuthenticationError, CondorMagicError, NoScheddError, SchedulerError, SubmitRefused
+from ..files import write_json_atomic
 
 # Jobs a pool runs at once, for the default tiles per job (about four jobs per slot).
 POOL_SLOTS = 250
@@ -363,7 +364,5 @@ def prepare_transfer(run) -> list[str]:
         source["path"] = os.path.basename(path)
     folder = Path(run.path) / "transfer"
     folder.mkdir(exist_ok=True)
-    tmp = folder / f".manifest.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / "manifest.json")
+    write_json_atomic(folder / "manifest.json", manifest, indent=1)
     return inputs

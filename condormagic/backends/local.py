@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import eventlog as ev
+from ..files import write_atomic, write_json_atomic
 from .description import expand_macros, split_arguments
 
 POLL = 0.05
@@ -79,16 +80,14 @@ def record_cluster(run_dir: Path, cluster: int, backend: str, description: dict,
         "jobs": jobs,
         "submitted": time.time(),
     }
-    _write_json(Path(run_dir) / "clusters" / f"{cluster}.json", record)
+    write_json_atomic(Path(run_dir) / "clusters" / f"{cluster}.json", record)
 
 
 def write_submit_file(run_dir: Path, description: dict, jobs: list[int], cluster: int) -> None:
     from .description import submit_file_text
 
     name = "submit.sub" if cluster == 1 or not (run_dir / "submit.sub").exists() else f"submit.{cluster}.sub"
-    tmp = run_dir / f".{name}.tmp"
-    tmp.write_text(submit_file_text(description, jobs))
-    os.replace(tmp, run_dir / name)
+    write_atomic(run_dir / name, submit_file_text(description, jobs))
 
 
 def request(run_dir: Path, message: dict) -> None:
@@ -96,7 +95,7 @@ def request(run_dir: Path, message: dict) -> None:
     control = Path(run_dir) / "control"
     control.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
-    _write_json(control / name, message)
+    write_json_atomic(control / name, message)
     start_runner(Path(run_dir))
 
 
@@ -116,12 +115,6 @@ def start_runner(run_dir: Path) -> None:
         close_fds=True,
     )
     log.close()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 @dataclass
