@@ -17,6 +17,7 @@ from ..errors import CondorMagicError
 from ..graph import sources as make_sources
 from ..runs import find_run, list_runs
 from ..voila import in_voila, not_computed_html
+from ..widgets.cards import runs_html
 from .cell import pick_function, png_html, preview_png
 
 
@@ -274,7 +275,7 @@ class CondorMagics(Magics):
         if not runs:
             print(f"No runs yet in {config.runs_dir()}.")
             return None
-        return _Shown(runs_table(runs), "\n".join(repr(r) for r in runs))
+        return _Shown(runs_html(runs), "\n".join(repr(r) for r in runs))
 
     @line_magic
     def condor_dashboard(self, line: str):
@@ -382,19 +383,6 @@ def sources_view(src) -> _Shown:
     html = f"<table><caption style='text-align:left'>{caption}</caption><tr>{head}</tr>{body}</table>"
     text = repr(src) + "\n" + "\n".join("  " + "  ".join(str(r[c]) for c in cols) for r in rows)
     return _Shown(html, text)
-
-
-def runs_table(runs) -> str:
-    from ..widgets.cards import age, status_bar
-
-    rows = []
-    for r in runs:
-        rows.append(
-            f"<tr><td><b>{escape(r.name)}</b></td><td><code>{escape(r.id)}</code></td><td>{escape(r.backend)}</td>"
-            f"<td>{r.n_jobs}</td><td>{status_bar(r.status(), 160)}</td><td>{age(r.created)}</td></tr>"
-        )
-    head = "<tr><th>name</th><th>id</th><th>backend</th><th>jobs</th><th>state</th><th>made</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def load_ipython_extension(ipython) -> None:

@@ -17,18 +17,56 @@ COLOURS = {
 }
 
 
-def status_bar(counts: dict[str, int], width: int = 320) -> str:
+FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;color:var(--jp-ui-font-color1,#222)"
+MUTED = "color:var(--jp-ui-font-color2,#666)"
+TRACK = "var(--jp-layout-color3,#d6d6d6)"
+
+
+def status_bar(counts: dict[str, int], width: int = 320, height: int = 10) -> str:
     """A stacked bar with one segment per state."""
     total = sum(counts.values()) or 1
     segments = "".join(
-        f'<span title="{state}: {n}" style="display:inline-block;height:10px;width:{100 * n / total:.3f}%;'
-        f'background:{COLOURS[state]}"></span>'
-        for state, n in counts.items()
+        f'<div data-state="{s}" title="{s}: {n}" style="flex:0 0 {100 * n / total:.4f}%;background:{COLOURS[s]}"></div>'
+        for s, n in counts.items()
         if n
     )
     return (
-        f'<div style="width:{width}px;max-width:100%;background:#e0e0e0;border-radius:3px;overflow:hidden;'
-        f'line-height:0;white-space:nowrap">{segments}</div>'
+        f'<div style="display:flex;width:{width}px;max-width:100%;height:{height}px;border-radius:3px;'
+        f'overflow:hidden;background:{TRACK}">{segments}</div>'
+    )
+
+
+def progress_html(counts: dict[str, int], width: int = 420) -> str:
+    """The stacked bar, and the count of every state under it."""
+    legend = " ".join(
+        f'<span class="cm-count" data-state="{s}" style="margin-right:8px{"" if counts.get(s) else ";opacity:.45"}">'
+        f'<span style="color:{COLOURS[s]}">&#9632;</span> {s} <b>{counts.get(s, 0)}</b></span>'
+        for s in STATES
+    )
+    return (
+        f'<div class="cm-progress" style="{FONT}">{status_bar(counts, width, 14)}'
+        f'<div style="margin-top:3px">{legend}</div></div>'
+    )
+
+
+def runs_html(runs) -> str:
+    """Every run as a table row: name, id, backend, jobs, a small bar of their states, age."""
+    cell = "padding:2px 8px;text-align:left;white-space:nowrap"
+    head = "".join(f'<th style="{cell}">{h}</th>' for h in ("name", "id", "backend", "jobs", "state", "made"))
+    rows = []
+    for r in runs:
+        counts = r.status()
+        summary = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
+        rows.append(
+            f'<tr class="cm-run-row" data-run="{escape(r.id)}"><td style="{cell}"><b>{escape(r.name)}</b></td>'
+            f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(r.backend)}</td>'
+            f'<td style="{cell}">{r.n_jobs}</td><td style="{cell}" title="{summary}">{status_bar(counts, 140)}</td>'
+            f'<td style="{cell}">{age(r.created)}</td></tr>'
+        )
+    return (
+        f'<table class="cm-dashboard" style="{FONT};border-collapse:collapse"><thead><tr '
+        f'style="border-bottom:1px solid var(--jp-border-color1,#bbb)">{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 

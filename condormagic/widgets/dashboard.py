@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from html import escape
-
 import ipywidgets as widgets
 
 from ..runs import list_runs
-from .cards import age, status_bar
-from .monitor import FONT, Monitor
-
-
-def runs_html(runs) -> str:
-    cell = "padding:2px 8px;text-align:left;white-space:nowrap"
-    head = "".join(f'<th style="{cell}">{h}</th>' for h in ("name", "id", "backend", "jobs", "state", "made"))
-    rows = []
-    for r in runs:
-        counts = r.status()
-        summary = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
-        rows.append(
-            f'<tr class="cm-run-row" data-run="{escape(r.id)}"><td style="{cell}"><b>{escape(r.name)}</b></td>'
-            f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(r.backend)}</td>'
-            f'<td style="{cell}">{r.n_jobs}</td><td style="{cell}" title="{summary}">{status_bar(counts, 140)}</td>'
-            f'<td style="{cell}">{age(r.created)}</td></tr>'
-        )
-    return (
-        f'<table class="cm-dashboard" style="{FONT};border-collapse:collapse"><thead><tr '
-        f'style="border-bottom:1px solid var(--jp-border-color1,#bbb)">{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+from .cards import FONT, runs_html
+from .monitor import Monitor
 
 
 class Dashboard(widgets.VBox):

@@ -19,7 +19,8 @@ import numpy as np
 from ..graph.html import _bounds, graph_html, graph_text
 from ..graph.jobs import JobGraph
 from ..graph.sources import Sources
-from .monitor import FONT, MAP_WIDTH, MUTED, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
+from .cards import FONT, MUTED
+from .monitor import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
 
 PAGE_SIZE = 50  # jobs listed in the picker at a time
 TILES_LISTED = 20  # tiles of one job listed with their windows

@@ -19,16 +19,12 @@ import numpy as np
 
 from ..eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES
 from ..runs import Run
-from .cards import COLOURS
+from .cards import COLOURS, FONT, MUTED, progress_html
 
 PAGE_SIZE = 15
 SVG_MAX_TILES = 2500  # above this, the tile map is a PNG (one pixel per tile), not one rect per tile
 MAP_WIDTH = 420
 LOG_LIMIT = 20000  # characters of a log shown (its tail)
-
-FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;color:var(--jp-ui-font-color1,#222)"
-MUTED = "color:var(--jp-ui-font-color2,#666)"
-TRACK = "var(--jp-layout-color3,#d6d6d6)"
 
 
 def _duration(seconds: float | None) -> str:
@@ -40,26 +36,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
     return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
-
-
-def progress_html(counts: dict[str, int], width: int = MAP_WIDTH) -> str:
-    """A stacked bar, one segment per state, and the counts under it."""
-    total = sum(counts.values()) or 1
-    segments = "".join(
-        f'<div data-state="{s}" title="{s}: {n}" style="flex:0 0 {100 * n / total:.4f}%;background:{COLOURS[s]}"></div>'
-        for s, n in counts.items()
-        if n
-    )
-    legend = " ".join(
-        f'<span class="cm-count" data-state="{s}" style="margin-right:8px{"" if counts.get(s) else ";opacity:.45"}">'
-        f'<span style="color:{COLOURS[s]}">&#9632;</span> {s} <b>{counts.get(s, 0)}</b></span>'
-        for s in STATES
-    )
-    return (
-        f'<div class="cm-progress" style="{FONT}">'
-        f'<div style="display:flex;width:{width}px;max-width:100%;height:14px;border-radius:3px;overflow:hidden;'
-        f'background:{TRACK}">{segments}</div><div style="margin-top:3px">{legend}</div></div>'
-    )
 
 
 class TileMap:

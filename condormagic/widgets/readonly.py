@@ -13,8 +13,8 @@ from html import escape
 import ipywidgets as widgets
 
 from ..eventlog import COMPLETED
-from .cards import age
-from .monitor import FONT, MUTED, Monitor, progress_html
+from .cards import FONT, MUTED, age, progress_html
+from .monitor import Monitor
 
 
 def read_only_monitor(run, interval: float = 1.0) -> Monitor:
