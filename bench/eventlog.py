@@ -17,12 +17,13 @@ Prints the medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from synthetic import write_run_dir
 
 from condormagic.eventlog import (
     EventLogReader,
@@ -41,24 +42,7 @@ def make_run(root: Path, n_jobs: int, held_back: int) -> tuple[Path, list[tuple[
     """A run directory whose log has every job submitted, started and sized, and all but
     ``held_back`` terminated; return it and the (cluster, proc, job) still to terminate."""
     path = root / "bench-eventlog"
-    for sub in ("clusters", "logs", "tiles", "metrics"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "id": "bench-eventlog",
-        "name": "BENCH",
-        "jobs": [[j] for j in range(n_jobs)],
-        "tiles": [[0, 0, 256, 256]] * n_jobs,
-        "skipped": [],
-        "options": {"cpus": 1, "mem": 2048, "backend": "htcondor", "created": time.time()},
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    procs = []
-    share = -(-n_jobs // len(CLUSTERS))
-    for i, cluster in enumerate(CLUSTERS):
-        jobs = list(range(i * share, min(n_jobs, (i + 1) * share)))
-        record = {"cluster": cluster, "backend": "htcondor", "jobs": jobs, "itemdata": [{"job": str(j)} for j in jobs]}
-        (path / "clusters" / f"{cluster}.json").write_text(json.dumps(record))
-        procs += [(cluster, proc, job) for proc, job in enumerate(jobs)]
+    procs = write_run_dir(path, n_jobs, CLUSTERS)
     t0 = time.time() - 3600
     with open(path / "events.log", "w") as log:
         for cluster, proc, _ in procs:

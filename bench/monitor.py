@@ -12,7 +12,6 @@ Compared with what a script polling the run would otherwise do: read the whole l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -20,39 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic import write_run_dir
+
 from condormagic.eventlog import execute_event, submit_event, terminated_event
 
 
 def make_run(root: Path, n_jobs: int, tile: int = 256) -> tuple[Path, list[str]]:
     """A run directory with ``n_jobs`` jobs on a square-ish grid; return it and the events still to come."""
-    cols = int(n_jobs**0.5)
-    rows = -(-n_jobs // cols)
-    tiles = [[r * tile, c * tile, tile, tile] for r in range(rows) for c in range(cols)][:n_jobs]
     path = root / "bench-monitor"
-    for sub in ("clusters", "logs", "tiles", "metrics"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "manifest_version": 1,
-        "id": "bench-monitor",
-        "content_hash": "bench",
-        "name": "BENCH",
-        "code": "",
-        "grid": {
-            "crs": "EPSG:32633",
-            "transform": [30, 0, 500000, 0, -30, 5000000],
-            "width": cols * tile,
-            "height": rows * tile,
-        },
-        "tile": tile,
-        "halo": 0,
-        "sources": [],
-        "tiles": tiles,
-        "jobs": [[t] for t in range(n_jobs)],
-        "skipped": [],
-        "options": {"cpus": 1, "mem": 1024, "gpus": 0, "backend": "local", "created": time.time()},
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    (path / "clusters" / "1.json").write_text(json.dumps({"cluster": 1, "jobs": list(range(n_jobs))}))
+    write_run_dir(path, n_jobs, tile=tile)
     t0 = time.time() - 3600
     started, finished = n_jobs // 2, n_jobs * 2 // 5
     with open(path / "events.log", "w") as log:
