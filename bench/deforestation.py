@@ -80,7 +80,7 @@ def run_condormagic(paths: dict, work: Path, tile: int, cpus: int, tiles_per_job
 
 def _wait_for_runner(run_dir: Path) -> None:
     """Block until the run's detached runner has exited (it holds ``runner.lock`` while alive)."""
-    from condormagic.runs import DirLock
+    from condormagic.rundir.layout import DirLock
 
     with DirLock(run_dir / "runner.lock"):
         pass

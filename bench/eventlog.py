@@ -25,14 +25,14 @@ from pathlib import Path
 
 from synthetic import write_run_dir
 
-from condormagic.eventlog import (
+from condormagic.rundir.eventlog import (
     EventLogReader,
     execute_event,
     image_size_event,
     submit_event,
     terminated_event,
 )
-from condormagic.runs import Run
+from condormagic.runhandle import Run
 
 CLUSTERS = (42729, 42730, 42731)
 NEW_EVENTS = 100

@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     import condormagic as cm
-    from condormagic.graph import html
-    from condormagic.graph.jobs import build_graph
-    from condormagic.widgets.graphview import GraphView
+    from condormagic.display import graphhtml as html
+    from condormagic.display.graphview import GraphView
+    from condormagic.tiling.jobs import build_graph
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.tif"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from synthetic import write_run_dir
 
-from condormagic.eventlog import execute_event, submit_event, terminated_event
+from condormagic.rundir.eventlog import execute_event, submit_event, terminated_event
 
 
 def make_run(root: Path, n_jobs: int, tile: int = 256) -> tuple[Path, list[str]]:
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    from condormagic.runs import Run
-    from condormagic.widgets.monitor import Monitor
+    from condormagic.display.monitor import Monitor
+    from condormagic.runhandle import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         path, todo = make_run(Path(tmp), args.jobs)

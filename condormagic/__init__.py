@@ -3,36 +3,48 @@
 >>> import condormagic as cm
 >>> src = cm.sources(dem1="dem_2015.tif", dem2="dem_2000.tif", grid="dem2", tile=1024)
 >>> run = cm.submit(lambda img: img["dem2"] - img["dem1"], src, cpus=1, mem="2GB")
+
+The names below are loaded on first use (PEP 562), so that ``python -m condormagic.worker``
+on an execute node imports neither the API, nor IPython, nor the bindings.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .api import run, runs, submit
-from .errors import CondorMagicError, RunNotFound, SourceError
-from .graph import Img, Sources, sources
-from .runs import Run
+import importlib
 
-__all__ = [
-    "CondorMagicError",
-    "Img",
-    "Run",
-    "RunNotFound",
-    "SourceError",
-    "Sources",
-    "__version__",
-    "dashboard",
-    "run",
-    "runs",
-    "sources",
-    "submit",
-]
+from ._version import __version__
+
+# public name -> module that defines it
+_LAZY = {
+    "submit": "api",
+    "plan": "api",
+    "run": "api",
+    "runs": "api",
+    "configure": "api",
+    "dashboard": "api",
+    "Run": "runhandle",
+    "sources": "tiling",
+    "Sources": "tiling",
+    "Img": "tiling",
+    "CondorMagicError": "errors",
+    "RunNotFound": "errors",
+    "SourceError": "errors",
+}
+
+__all__ = ["__version__", "load_ipython_extension", *_LAZY]
 
 
-def dashboard(root=None):
-    """Every run in the runs directory as a table (ipywidgets); picking one opens its monitor."""
-    from .widgets.dashboard import dashboard as make
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'condormagic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-    return make(root)
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def load_ipython_extension(ipython) -> None:

@@ -1,28 +1,35 @@
-"""The Python API: ``cm.submit``, ``cm.run``, ``cm.runs``."""
+"""The Python API: ``cm.plan``, ``cm.submit``, ``cm.run``, ``cm.runs``, ``cm.configure``, ``cm.dashboard``."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
+import math
 import os
-import re
-import shutil
-import sys
-import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-import cloudpickle
+import numpy as np
 
-from . import config
+from . import config as settings
 from .backends import get_backend, resolve
+from .backends.base import Backend
 from .backends.description import site_options
 from .errors import CondorMagicError
-from .graph import JobGraph, Sources, build_graph
-from .graph.manifest import build_manifest, content_hash
-from .resources import check_count, check_name, parse_memory
-from .runs import Run, create_run_dir, find_by_content, find_run, list_runs
+from .resources import Resources, check_count, check_name, parse_resources
+from .rundir import function as function_file
+from .rundir.layout import RunDir, creating
+from .rundir.manifest import Manifest, content_hash
+from .runhandle import Run, find_by_content, find_run, list_runs
+from .tiling import JobGraph, Sources, build_graph
+from .tiling.contract import ContractError, TileResult, check_result
+from .tiling.grid import Tile
+from .tiling.reader import GridReader
+from .voila import refuse_in_dashboard
+
+# The window of the first tile that the function is tried on before anything is submitted.
+CHECK_PIXELS = 32
 
 
 @dataclass
@@ -33,12 +40,18 @@ class Plan:
     function_bytes: bytes
     sources: Sources
     name: str
-    code: str
     options: dict
     content_hash: str
-    engine: object
+    engine: Backend
+    code: str = ""
     code_line: int = 1
+    note: str | None = None  # how the backend will serve the request, when that differs from it
     _graph: JobGraph | None = None
+
+    @property
+    def resources(self) -> Resources:
+        o = self.options
+        return Resources(o["cpus"], o["mem"], o["gpus"], o["disk"])
 
     @property
     def graph(self) -> JobGraph:
@@ -50,22 +63,52 @@ class Plan:
         return self._graph
 
     def existing(self) -> Run | None:
-        """The run this plan would attach to: same code, sources and result options."""
-        return find_by_content(self.content_hash, config.runs_dir())
+        """The run this plan would attach to: same function, sources and result options."""
+        return find_by_content(self.content_hash, settings.runs_dir())
+
+    def check(self) -> TileResult:
+        """Run the function here on a small window of the first tile (all sources, with the halo).
+
+        Returns what it returned, checked; raises the function's own exception if it fails,
+        and :class:`CondorMagicError` if it returns what the contract does not allow (or what
+        ``nodata`` cannot mark).
+        """
+        first = self.graph.tiles[self.graph.jobs[0][0]]
+        tile = Tile(
+            first.index,
+            first.row_off,
+            first.col_off,
+            min(first.height, CHECK_PIXELS),
+            min(first.width, CHECK_PIXELS),
+            first.halo,
+        )
+        with GridReader([s.to_dict() for s in self.sources.values()], self.sources.grid) as reader:
+            img = reader.read(tile.read_window)
+        result = self.func(img)
+        try:
+            checked = check_result(result, tile)
+        except ContractError as exc:
+            raise CondorMagicError(
+                f"Checked on a {tile.height} x {tile.width} window of tile {tile.index}: {exc}."
+            ) from None
+        nodata = self.options.get("nodata")
+        if checked.array is not None and nodata not in (None, "nan"):
+            _check_nodata_fits(nodata, checked.array.dtype)
+        return checked
 
 
 def plan(
     func: Callable,
     sources: Sources,
-    cpus: int | None = None,
+    cpus: int | str | None = None,
     mem: str | int | None = None,
-    gpus: int = 0,
+    gpus: int | str | None = None,
     disk: str | int | None = None,
     name: str | None = None,
     tiles_per_job: int | None = None,
-    output: str | None = None,
+    output: str | os.PathLike | None = None,
     backend: str | None = None,
-    nodata: float | None = None,
+    nodata: float | str | None = None,
     code: str | None = None,
     transfer: bool = False,
     requirements: str | None = None,
@@ -74,70 +117,122 @@ def plan(
 ) -> Plan:
     """Check a run's arguments and build its job graph without submitting anything.
 
-    Takes the arguments of :func:`submit` (but ``force``); ``%%condor --dry-run``
+    Takes the arguments of :func:`submit` (but ``force`` and ``check``); ``%%condor --dry-run``
     shows the result. Raises :class:`CondorMagicError` with one sentence on bad input.
     """
     if not callable(func):
         raise CondorMagicError(f"{func!r} is not a function: pass the function to run on each tile.")
     if not isinstance(sources, Sources):
         raise CondorMagicError("sources must come from cm.sources(...) (or %condor_sources).")
-    cpus = check_count(cpus if cpus is not None else int(config.get("cpus")), "--cpus")
-    mem_mb = parse_memory(mem if mem is not None else config.get("mem"), "--mem")
-    gpus = check_count(gpus or 0, "--gpus", minimum=0)
-    disk_mb = parse_memory(disk, "--disk") if disk is not None else None
+    sources = sources.current()
+    defaults = Resources(settings.get("cpus"), settings.get("mem"), 0, None)
+    resources = parse_resources(cpus, mem, gpus, disk, defaults=defaults)
     if tiles_per_job is not None:
         tiles_per_job = check_count(tiles_per_job, "--tiles-per-job")
     name = check_name(name or _default_name(func))
-    try:
-        function_bytes = _dumps(func)
-    except Exception as exc:
-        raise CondorMagicError(
-            f"The function {name} cannot be sent to the jobs ({type(exc).__name__}: {exc}); "
-            "make it use only picklable objects (open files and connections inside the function)."
-        ) from None
+    nodata = _check_nodata(nodata)
+    cwd = os.getcwd()
+    output = _check_output(output, cwd)
     site = site_options(transfer, requirements, container, submit_commands)
-    backend_name, backend_reason = _resolve_backend(backend or str(config.get("backend")))
+    backend_name, backend_reason = resolve(_check_backend(backend or settings.get("backend")))
     engine = get_backend(backend_name)
+    note = engine.check(resources)
+    function_bytes = function_file.dumps(func)
     code_line = 1  # the line of the function's file where ``code`` starts, for tracebacks
     if code is None:
         try:
             lines, code_line = inspect.getsourcelines(func)
             code, code_line = "".join(lines), max(code_line, 1)
         except (OSError, TypeError):
-            code = hashlib.sha256(function_bytes).hexdigest()
+            code = ""
     options = {
-        "cpus": cpus,
-        "mem": mem_mb,
-        "gpus": gpus,
-        "disk": disk_mb,
+        "cpus": resources.cpus,
+        "mem": resources.mem,
+        "gpus": resources.gpus,
+        "disk": resources.disk,
         "tiles_per_job": tiles_per_job,
-        "output": str(output) if output else None,
+        "output": output,
         "nodata": nodata,
         "backend": backend_name,
         "backend_reason": backend_reason,
-        "schedd": config.get("schedd"),
-        "pool": config.get("pool"),
-        "python": config.get("python"),
+        "schedd": settings.get("schedd"),
+        "pool": settings.get("pool"),
         **site,
-        "cwd": os.getcwd(),
+        "cwd": cwd,
     }
-    content = content_hash(code, sources, options)
-    return Plan(func, function_bytes, sources, name, code, options, content, engine, code_line=code_line)
+    content = content_hash(function_file.fingerprint(func), sources.identity(), options)
+    return Plan(func, function_bytes, sources, name, options, content, engine, code, code_line, note)
 
 
-def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> Run:
+def _check_nodata(value) -> float | str | None:
+    """``nodata`` as a number or ``"nan"``; one sentence for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "nan":
+        return "nan"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or math.isinf(number):
+        raise CondorMagicError(
+            f"--nodata {value!r} is not a number: give the value that marks no data, such as 0 or nan."
+        )
+    if math.isnan(number):
+        return "nan"
+    return int(number) if number.is_integer() else number
+
+
+def _check_nodata_fits(nodata, dtype: np.dtype) -> None:
+    if dtype.kind == "f":
+        return
+    info = np.iinfo(dtype)
+    if not float(nodata).is_integer() or not info.min <= nodata <= info.max:
+        raise CondorMagicError(
+            f"--nodata {nodata} cannot be stored in the function's {dtype} output (which holds whole numbers "
+            f"from {info.min} to {info.max}): choose a value in that range, or return another dtype."
+        )
+
+
+def _check_output(output, cwd: str) -> str | None:
+    """The absolute path of ``--output`` (relative to the directory the cell ran in), if it can be written."""
+    if output is None or output == "":
+        return None
+    path = Path(os.path.expanduser(os.fspath(output)))
+    path = path if path.is_absolute() else Path(cwd) / path
+    if path.is_dir():
+        raise CondorMagicError(f"--output {output} is a folder: give a file name, such as {path / 'result.tif'}.")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise CondorMagicError(f"--output {output} cannot be written: {folder} is not a folder you can write to.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CondorMagicError(f"--output {output} cannot be written: the file exists and is read-only.")
+    return str(path)
+
+
+def _check_backend(name) -> str:
+    if name not in ("local", "htcondor", "auto"):
+        raise CondorMagicError(f"Unknown backend {name!r}: use local, htcondor or auto.")
+    return name
+
+
+def submit(func: Callable, sources: Sources, force: bool = False, check: bool = True, **kwargs) -> Run:
     """Run ``func`` over every tile of ``sources`` as a cluster of jobs.
 
     Parameters
     ----------
     func : callable
         ``func(img)``, where ``img`` holds one array per source (see the README's
-        function contract). Returns an array of the tile's rows and cols, ``(array,
-        metrics)``, a metrics dict, or ``None``.
+        function contract). Returns an array of the tile's rows and cols, a dict of named
+        arrays, ``(result, metrics)``, a metrics dict, or ``None``.
     sources : Sources
         From :func:`condormagic.sources`.
     force : bool
-        Submit again even if a run of the same code and sources exists.
+        Submit again even if a run of the same function, sources and options exists.
+    check : bool
+        Run ``func`` here on a small window of the first tile first, and submit nothing if it fails.
     cpus, mem, gpus, disk :
         Resources each job requests; ``mem`` and ``disk`` as HTCondor reads them
         (``"6GB"``, ``"6000MB"``, or a number of MB).
@@ -147,14 +242,15 @@ def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> R
         Default: jobs of up to 16 million pixels, at least one per slot and about four per
         slot for big tiles, so that cores stay busy and start-up is shared.
     output : str, optional
-        Path of the Cloud-Optimized GeoTIFF; default ``output.tif`` in the run directory.
+        Path of the Cloud-Optimized GeoTIFF (relative to the current directory); default
+        ``output.tif`` in the run directory.
     backend : {"local", "htcondor", "auto"}, optional
-    nodata : float, optional
-        Nodata of the output; default NaN for float outputs, none for integers
-        (0 where a mask skipped tiles).
+    nodata : float or "nan", optional
+        Nodata of the output; default NaN for float outputs, none for integers (where tiles
+        were skipped or returned nothing: the grid source's nodata, else 0).
     code : str, optional
-        The source text that identifies the run (``%%condor`` passes the cell);
-        default the function's source.
+        The source text shown in tracebacks (``%%condor`` passes the cell); default the
+        function's source.
     transfer : bool
         For pools without a shared file system (HTCondor): send the function and the
         local sources with each job, bring its tiles back.
@@ -170,64 +266,57 @@ def submit(func: Callable, sources: Sources, force: bool = False, **kwargs) -> R
     Run
         The new run, or the existing run of the same content (``run.attached`` is True).
     """
-    return submit_plan(plan(func, sources, **kwargs), force=force)
+    return submit_plan(plan(func, sources, **kwargs), force=force, check=check)
 
 
-def submit_plan(p: Plan, force: bool = False) -> Run:
-    """Submit a checked :class:`Plan`, or attach to the run it already made."""
+def submit_plan(p: Plan, force: bool = False, check: bool = True, dashboard_allowed: bool = False) -> Run:
+    """Attach to the run a :class:`Plan` already made, or check its function and submit it."""
     if not force:
         existing = p.existing()
         if existing is not None:
             existing.attached = True
             return existing
+    if not dashboard_allowed:
+        refuse_in_dashboard("Submitting jobs")
+    if check:
+        p.check()
+    if p.note:
+        print(p.note)
     graph = p.graph
-    # A forced run gets its own id: the time, and random digits for two submissions in one second.
-    run_id = p.content_hash if not force else f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
-    options = dict(p.options, created=time.time())
-    manifest = build_manifest(run_id, p.content_hash, p.name, p.code, p.sources, graph, options)
-    manifest["code_line"] = p.code_line
-    path = create_run_dir(config.runs_dir(), run_id, manifest, p.function_bytes)
-    run = Run(path)
-    try:
-        p.engine.submit(run, list(range(graph.n_jobs)))
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-    return run
+    created = time.time()
+    # A forced run, or one whose name a folder already has, gets an id of its own: the time, and
+    # random digits for two submissions in one second.
+    run_id = p.content_hash
+    if force or (settings.runs_dir() / run_id).exists() or (settings.runs_dir() / run_id).is_symlink():
+        run_id = f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
+    src = p.sources
+    manifest = Manifest(
+        id=run_id,
+        content_hash=p.content_hash,
+        name=p.name,
+        grid=src.grid,
+        tiling=src.tiles,
+        sources=[s.to_dict() for s in src.values()],
+        jobs=graph.jobs,
+        options=p.options,
+        created=created,
+        code=p.code,
+        code_line=p.code_line,
+        grid_from=src.grid_from,
+        mask=src.mask,
+        skipped=graph.skipped,
+    )
+    with creating(settings.runs_dir(), run_id, manifest.dumps(), p.function_bytes) as path:
+        p.engine.submit(RunDir(path), manifest, list(range(graph.n_jobs)))
+    return Run(path)
 
 
 def _default_name(func: Callable) -> str:
     """The function's name as a run name: ``<lambda>`` becomes ``lambda``, a nameless callable ``run``."""
+    import re
+
     name = re.sub(r"[^A-Za-z0-9_.\-]", "", str(getattr(func, "__name__", "")))[:100].lstrip("_.-")
     return name or "run"
-
-
-def _dumps(func: Callable) -> bytes:
-    """Pickle ``func`` for the jobs; with its module's code when that module is the user's own.
-
-    cloudpickle sends a function of an importable module by reference, which a job can only
-    load if the module is installed where it runs. A module of the user's (a file beside the
-    notebook, not an installed package) travels by value instead, as ``__main__`` does.
-    """
-    module = sys.modules.get(getattr(func, "__module__", None) or "")
-    path = getattr(module, "__file__", None)
-    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
-    own = module is not None and path is not None and func.__module__ != "__main__"
-    own = own and not any(os.path.abspath(path).startswith(p + os.sep) for p in installed)
-    if not own:
-        return cloudpickle.dumps(func)
-    cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(func)
-    finally:
-        cloudpickle.unregister_pickle_by_value(module)
-
-
-def _resolve_backend(name: str) -> tuple[str, str]:
-    """The backend to use and why (``auto``: htcondor when a schedd is found, else local)."""
-    if name not in ("local", "htcondor", "auto"):
-        raise CondorMagicError(f"Unknown backend {name!r}: use local, htcondor or auto.")
-    return resolve(name)
 
 
 def run(name_or_id: str) -> Run:
@@ -238,3 +327,20 @@ def run(name_or_id: str) -> Run:
 def runs() -> list[Run]:
     """Every run in the runs directory, newest first."""
     return list_runs()
+
+
+def configure(**values) -> dict:
+    """Change settings for this process (``cm.configure(runs_dir="~/runs", mem="4GB")``); return them all.
+
+    The settings: ``backend``, ``runs_dir``, ``cpus``, ``mem``, ``tile``, ``python``, ``schedd``,
+    ``pool``, ``http_timeout``, ``basemap``, ``dashboard_submit`` (see the README).
+    """
+    settings.set(**values)
+    return {key: settings.get(key) for key in settings.SETTINGS}
+
+
+def dashboard(root: str | os.PathLike | None = None):
+    """Every run in the runs directory as a table (ipywidgets); picking one opens its monitor."""
+    from .display.dashboard import Dashboard
+
+    return Dashboard(lambda: list_runs(root))

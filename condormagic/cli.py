@@ -7,15 +7,23 @@ import sys
 import click
 
 from .errors import CondorMagicError
+from .resources import RESOURCE_OPTIONS
 
 
 def _find(name: str):
-    from .runs import find_run
+    from .runhandle import find_run
 
     try:
         return find_run(name)
     except CondorMagicError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def resource_options(func):
+    """``--cpus``/``--mem``/``--gpus``/``--disk``, declared once (:data:`RESOURCE_OPTIONS`)."""
+    for option in reversed(RESOURCE_OPTIONS):
+        func = click.option(f"--{option.name}", metavar=option.metavar, help=option.help)(func)
+    return func
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,10 +36,13 @@ def main() -> None:
 def runs() -> None:
     """List the runs in the runs directory, newest first."""
     from . import config
-    from .runs import list_runs
-    from .widgets.cards import age
+    from .display.cards import age
+    from .runhandle import list_runs
 
-    found = list_runs()
+    try:
+        found = list_runs()
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
     if not found:
         click.echo(f"No runs yet in {config.runs_dir()}.")
         return
@@ -44,7 +55,7 @@ def runs() -> None:
 @click.argument("name")
 def status(name: str) -> None:
     """Show one run's jobs and where its output is."""
-    from .widgets.cards import run_text
+    from .display.cards import run_text
 
     run = _find(name)
     click.echo(run_text(run))
@@ -55,19 +66,23 @@ def status(name: str) -> None:
 def rm(name: str) -> None:
     """Remove a run's idle, running and held jobs."""
     run = _find(name)
-    n = run.remove()
+    try:
+        n = run.remove()
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
 
 
 @main.command()
 @click.argument("name")
-@click.option("--cpus", type=int, help="a new CPU request for the resubmitted jobs")
-@click.option("--mem", help="a new memory request, such as 8GB")
-def retry(name: str, cpus: int | None, mem: str | None) -> None:
-    """Submit a run's failed, held and removed jobs again, as a new cluster."""
+@resource_options
+def retry(name: str, cpus: str | None, mem: str | None, gpus: str | None, disk: str | None) -> None:
+    """Submit a run's failed, held and removed jobs again, as a new cluster (with new requests, if given)."""
     run = _find(name)
+    if gpus is not None:
+        raise click.ClickException("--gpus cannot change on a retry: submit the cell again with --gpus and --force.")
     try:
-        jobs = run.retry(cpus=cpus, mem=mem)
+        jobs = run.retry(cpus=cpus, mem=mem, disk=disk)
     except CondorMagicError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -88,12 +103,15 @@ def worker(run_dir: str, job: int, out_dir: str | None) -> None:
 
 @main.command()
 @click.option("--size", default=4096, show_default=True, help="pixels per side of the generated rasters")
-def demo(size: int) -> None:
+@click.option(
+    "--workdir", type=click.Path(file_okay=False), help="run the notebook in this folder (default: examples/)"
+)
+def demo(size: int, workdir: str | None) -> None:
     """Run examples/deforestation.ipynb end to end on the local backend and print what it found."""
     from .demo import run_demo
 
     try:
-        output, percent, notebook = run_demo(size)
+        output, percent, notebook = run_demo(size, workdir)
     except CondorMagicError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Executed notebook: {notebook}")
@@ -116,10 +134,10 @@ def voila(notebook: str, port: int, ip: str, theme: str, browser: bool, voila_ar
     Arguments after the options go to Voila as they are.
     """
     import os
+    import subprocess
 
     from .voila import template_env
 
-    env = template_env(dict(os.environ))
     args = [
         sys.executable,
         "-m",
@@ -133,8 +151,18 @@ def voila(notebook: str, port: int, ip: str, theme: str, browser: bool, voila_ar
         *voila_args,
         notebook,
     ]
-    click.echo(f"Serving {notebook} at http://{ip}:{port}/ (Ctrl-C stops it)")
-    os.execve(sys.executable, args, env)
+    try:
+        with template_env(dict(os.environ)) as env:
+            click.echo(f"Serving {notebook} at http://{ip}:{port}/ (Ctrl-C stops it)")
+            server = subprocess.Popen(args, env=env)
+            try:
+                code = server.wait()
+            except KeyboardInterrupt:
+                server.terminate()
+                code = server.wait()
+    except CondorMagicError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,15 @@
-"""Resource requests in HTCondor's own units, checked before anything is submitted."""
+"""Resource requests in HTCondor's own units, checked before anything is submitted.
+
+The options that say what a job requests (``--cpus``, ``--mem``, ``--gpus``, ``--disk``) are
+declared once here, in :data:`RESOURCE_OPTIONS`; the magics and the command line build their
+options from it, and :func:`parse_resources` reads what either was given.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 
 from .errors import CondorMagicError
 
@@ -44,23 +51,32 @@ def parse_memory(value: str | int | float, what: str = "--mem") -> int:
         match = _QUANTITY.match(str(value))
         if not match or match.group(2).lower() not in _UNITS_MB:
             raise CondorMagicError(
-                f"{what} {value!r} is not a memory size: write a number with an optional "
+                f"{what} {value!r} is not a memory size: write a positive number with an optional "
                 "unit, such as 6GB, 6 GB, 6000MB, 6GiB or 2048 (MB)."
             )
         number, unit = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(number):
+        raise CondorMagicError(f"{what} {value!r} is not a memory size: give a finite number, such as 6GB.")
     megabytes = int(round(number * _UNITS_MB[unit]))
     if megabytes < 1:
         raise CondorMagicError(f"{what} {value!r} is less than 1 MB: ask for at least 1MB.")
     return megabytes
 
 
-def check_count(value: int, what: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int if it is a whole number of at least ``minimum``."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number != value or number < minimum:
+def check_count(value, what: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is a whole number of at least ``minimum``.
+
+    Text is read as a number (``"3"``); ``True``, ``1.5`` and ``"abc"`` are refused.
+    """
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = int(value) if not isinstance(value, str) else int(value.strip())
+        except (TypeError, ValueError, OverflowError):
+            number = None
+        if isinstance(value, float) and number != value:
+            number = None
+    if number is None or number < minimum:
         raise CondorMagicError(f"{what} must be a whole number of at least {minimum}, not {value!r}.")
     return number
 
@@ -73,3 +89,64 @@ def check_name(name: str) -> str:
             "starting with a letter or digit (at most 100 characters)."
         )
     return name
+
+
+@dataclass(frozen=True)
+class ResourceOption:
+    """One option saying what each job requests: its name, its metavar and its help."""
+
+    name: str
+    metavar: str
+    help: str
+    # A size may be written with a space ("6 GB"), so it takes one or more words.
+    words: bool = False
+
+
+RESOURCE_OPTIONS = (
+    ResourceOption("cpus", "N", "CPUs per job (request_cpus)"),
+    ResourceOption("mem", "SIZE", "memory per job (request_memory): 6GB, 6 GB, 6000MB, 6GiB, or a number of MB", True),
+    ResourceOption("gpus", "N", "GPUs per job (request_gpus)"),
+    ResourceOption("disk", "SIZE", "disk per job (request_disk), as --mem", True),
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each job of a run requests: CPUs, memory and disk in MB, GPUs."""
+
+    cpus: int
+    mem: int
+    gpus: int = 0
+    disk: int | None = None
+
+
+def parse_resources(
+    cpus=None, mem=None, gpus=None, disk=None, *, defaults: Resources | None = None
+) -> Resources | dict[str, int]:
+    """Check the resource options as given (text, numbers, or ``None`` for not given).
+
+    With ``defaults``, return a complete :class:`Resources` (what is not given is taken from
+    them); without, return only the given values as ``{"cpus": 3, "mem": 6144}``, for a retry
+    that changes some requests.
+    """
+    given = {}
+    if cpus is not None:
+        given["cpus"] = check_count(cpus, "--cpus")
+    if mem is not None:
+        given["mem"] = parse_memory(_words(mem), "--mem")
+    if gpus is not None:
+        given["gpus"] = check_count(gpus, "--gpus", minimum=0)
+    if disk is not None:
+        given["disk"] = parse_memory(_words(disk), "--disk")
+    if defaults is None:
+        return given
+    return Resources(
+        cpus=given.get("cpus", defaults.cpus),
+        mem=given.get("mem", defaults.mem),
+        gpus=given.get("gpus", defaults.gpus),
+        disk=given.get("disk", defaults.disk),
+    )
+
+
+def _words(value):
+    return " ".join(value) if isinstance(value, (list, tuple)) else value

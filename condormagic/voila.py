@@ -9,9 +9,14 @@ attaches to the run the same cell already made and never submits (unless the aut
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from . import config
+from .errors import CondorMagicError
 
 NOT_COMPUTED = "These results have not been computed yet."
 
@@ -26,14 +31,17 @@ def in_voila() -> bool:
     return any(os.environ.get(name) for name in _MARKERS)
 
 
-def not_computed_html() -> str:
-    """The one friendly sentence a dashboard shows for a result nobody has computed yet (the
-    reason, which may name files and magics, is not shown to the viewer)."""
-    return (
-        '<div class="cm-not-computed" style="font-family:var(--jp-ui-font-family,sans-serif);'
-        "font-size:14px;padding:12px 16px;border-left:4px solid #9e9e9e;"
-        f'background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-ui-font-color1,#222)">{NOT_COMPUTED}</div>'
-    )
+def refuse_in_dashboard(what: str) -> None:
+    """Raise, under Voilà, unless the author allowed the page to submit (``dashboard_submit``).
+
+    A dashboard's viewers cannot steer or submit jobs: neither through the magics, nor through
+    the Python API that a notebook's cells (or widgets' callbacks) call.
+    """
+    if in_voila() and not config.get("dashboard_submit"):
+        raise CondorMagicError(
+            f"{what} is not allowed in a dashboard: a page's viewers cannot submit or steer jobs "
+            "(the notebook's author allows it with %condor_config dashboard_submit=true)."
+        )
 
 
 TEMPLATE = "condormagic"
@@ -53,24 +61,30 @@ def template_dir() -> Path | None:
     return path if (path / "conf.json").exists() else None
 
 
-def template_env(env: dict) -> dict:
-    """``env`` with ``JUPYTER_PATH`` extended, when needed, so ``--template=condormagic`` resolves."""
+@contextlib.contextmanager
+def template_env(env: dict):
+    """``env`` with ``JUPYTER_PATH`` extended, when needed, so ``--template=condormagic`` resolves.
+
+    An installed template needs nothing. A checkout's (an editable install does not copy data
+    files) is exposed through a private folder made for this server only (``mkdtemp``: mode
+    0700, an unpredictable name), removed when the block ends: a folder at a fixed path in
+    ``/tmp`` could be made first by another user, whose kernel specs would then run as you.
+    """
     from jupyter_core.paths import jupyter_path
 
     found = template_dir()
     if found is None:
-        raise FileNotFoundError("The condormagic Voila template is not installed: reinstall condormagic.")
+        raise CondorMagicError("The condormagic Voila template is not installed: reinstall condormagic.")
     root = found.parent.parent.parent  # <root>/voila/templates/condormagic
     if found.parent.name == "templates" and str(root) in jupyter_path():
-        return env
-    # a checkout: expose it as <tmp>/voila/templates/condormagic
-    link_root = Path(tempfile.gettempdir()) / f"condormagic-jupyter-{os.getuid()}"
-    link = link_root / "voila" / "templates" / TEMPLATE
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not (link.is_symlink() and link.resolve() == found):
-        tmp = link.with_name(f".{TEMPLATE}-{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(found, target_is_directory=True)
-        os.replace(tmp, link)
-    paths = [str(link_root)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
-    return {**env, "JUPYTER_PATH": os.pathsep.join(paths)}
+        yield env
+        return
+    link_root = Path(tempfile.mkdtemp(prefix="condormagic-jupyter-"))
+    try:
+        link = link_root / "voila" / "templates" / TEMPLATE
+        link.parent.mkdir(parents=True)
+        link.symlink_to(found, target_is_directory=True)
+        paths = [str(link_root)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+        yield {**env, "JUPYTER_PATH": os.pathsep.join(paths)}
+    finally:
+        shutil.rmtree(link_root, ignore_errors=True)

@@ -1,23 +1,22 @@
-"""The job's entry point on the execute node: ``python -m condormagic.worker RUN_DIR JOB``.
+"""The job's entry point on the execute node: ``python -m condormagic.worker RUN_DIR JOB [OUT_DIR]``.
 
-Reads the job's tiles from the run directory's manifest, calls the user's function
-on each (``request_cpus`` threads), checks what it returns, and writes one GeoTIFF
-per tile and the job's metrics, each atomically. On failure it prints the user's own
-traceback and a last line starting with ``condormagic:`` that names the cause, and
-exits non-zero.
+Reads the job's tiles from the run directory's manifest, calls the user's function on each
+(``request_cpus`` threads), checks what it returns (:mod:`condormagic.tiling.contract`), and
+writes one GeoTIFF per tile and the job's metrics record, each atomically. What the function
+prints goes to stdout, each line marked with its tile. On failure the worker prints the
+user's own traceback and a last line starting with ``condormagic:`` that names the cause, and
+exits with a code that says what kind of failure it was (:mod:`condormagic.rundir.exitcodes`).
 
-Imports nothing from IPython, ipywidgets or the magics, so that it starts fast.
+It imports the tiling and run-directory layers only: no IPython, no widgets, no bindings, not
+the API, so that a job starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import io
 import linecache
-import math
 import os
-import pickle
-import stat
 import sys
 import threading
 import time
@@ -31,17 +30,23 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import MemoryFile
 
-from .files import write_json_atomic
-from .graph.grid import Grid, Tile
-from .graph.reader import GridReader
+from .rundir import function as function_file
+from .rundir.exitcodes import (
+    EXIT_FUNCTION,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    EXIT_READ,
+    EXIT_SETUP,
+    EXIT_SYSEXIT,
+    EXIT_WRITE,
+)
+from .rundir.layout import RunDir, UntrustedRunDir, check_owned, write_json_atomic
+from .rundir.manifest import Manifest, ManifestError
+from .tiling.contract import ContractError, check_result
+from .tiling.grid import Grid, Tile
+from .tiling.reader import GridReader
 
-EXIT_FUNCTION, EXIT_OUTPUT, EXIT_READ, EXIT_SETUP = 1, 2, 3, 4
-TILE_PROFILE = {
-    "driver": "GTiff",
-    "tiled": True,
-    "blockxsize": 256,
-    "blockysize": 256,
-}
+TILE_PROFILE = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256}
 # Tiles are intermediate files, written once and read once by the mosaic: ZSTD level 1
 # writes them about four times faster than deflate level 1, at the same size or smaller,
 # and reads faster too. Deflate where this GDAL was built without ZSTD.
@@ -73,44 +78,78 @@ class JobFailure(Exception):
         self.code = code
 
 
-def check_run_dir(run_dir: str) -> None:
-    """Refuse a run directory that someone else could have written a pickle into."""
-    for path in (run_dir, os.path.join(run_dir, "function.pkl")):
-        st = os.stat(path)
-        if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise JobFailure(
-                f"{path} is not owned by this user or is writable by others; refusing to load the function from it.",
-                EXIT_SETUP,
-            )
+class TileOutput(io.TextIOBase):
+    """``sys.stdout`` while tiles are computed: what a tile prints is kept per thread and written
+    whole when the tile ends, each line marked with the tile, so lines of tiles computed at once
+    never run together."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.local = threading.local()
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is None:
+            with self.lock:
+                self.stream.write(text)
+        else:
+            buffer.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def begin(self) -> None:
+        self.local.buffer = []
+
+    def end(self, tile: Tile) -> None:
+        text, self.local.buffer = "".join(self.local.buffer or ()), None
+        if text:
+            lines = text.splitlines()
+            with self.lock:
+                self.stream.write("".join(f"[tile {tile.index}] {line}\n" for line in lines))
+                self.stream.flush()
 
 
-def tile_path(out_dir: str, index: int) -> str:
-    return os.path.join(out_dir, "tiles", f"{index:06d}.tif")
+def open_run(run_dir: str) -> tuple[Manifest, object]:
+    """The manifest and the function of a run directory this user owns (and nobody else can write)."""
+    try:
+        check_owned(run_dir)
+        layout = RunDir(run_dir)
+        manifest = Manifest.load(layout.manifest)
+        dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            func = function_file.load("function.pkl", dir_fd=dir_fd, shown=str(layout.function))
+        finally:
+            os.close(dir_fd)
+    except (UntrustedRunDir, ManifestError) as exc:
+        raise JobFailure(f"{str(exc).rstrip('.')}: refusing to load the function from it", EXIT_SETUP) from None
+    except (OSError, EOFError, ImportError, AttributeError) as exc:
+        raise JobFailure(f"cannot load the function ({type(exc).__name__}: {exc})", EXIT_SETUP) from None
+    return manifest, func
 
 
 def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     """Compute every tile of ``job``; return its metrics record."""
-    out_dir = out_dir or run_dir
-    check_run_dir(run_dir)
-    with open(os.path.join(run_dir, "manifest.json")) as fh:
-        manifest = json.load(fh)
-    with open(os.path.join(run_dir, "function.pkl"), "rb") as fh:
-        func = pickle.load(fh)
+    manifest, func = open_run(run_dir)
+    out = RunDir(out_dir or run_dir)
     _show_source_in_tracebacks(func, manifest)
-    grid = Grid.from_dict(manifest["grid"])
-    halo = manifest["halo"]
-    tiles = [Tile(i, *manifest["tiles"][i], halo) for i in manifest["jobs"][job]]
-    threads = max(1, int(manifest["options"].get("cpus", 1)))
-    os.makedirs(os.path.join(out_dir, "tiles"), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, "metrics"), exist_ok=True)
+    grid = manifest.grid
+    tiles = manifest.job_tiles(job)
+    # As many threads as the job asked CPUs for, but no more than it has tiles or the machine cores.
+    threads = max(1, min(int(manifest.options.get("cpus", 1)), len(tiles), os.cpu_count() or 1))
+    for folder in (out.tiles, out.metrics):
+        folder.mkdir(exist_ok=True)
 
     local = threading.local()
     readers: list[GridReader] = []
     lock = threading.Lock()
+    output = TileOutput(sys.stdout)
 
     def reader() -> GridReader:
         if not hasattr(local, "reader"):
-            local.reader = GridReader(manifest["sources"], grid)
+            local.reader = GridReader(manifest.sources, grid)
             with lock:
                 readers.append(local.reader)
         return local.reader
@@ -118,80 +157,105 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     # Once a tile has failed, the job has failed: the other threads start no new tile.
     failed = threading.Event()
 
-    def one(tile: Tile) -> tuple[dict, dict]:
+    def one(tile: Tile) -> tuple[dict, dict, dict | None]:
         if failed.is_set():
-            return {}, {}
+            return {}, {}, None
         try:
             return compute(tile)
         except JobFailure:
             failed.set()
             raise
 
-    def compute(tile: Tile) -> tuple[dict, dict]:
+    def compute(tile: Tile) -> tuple[dict, dict, dict | None]:
         t0 = time.perf_counter()
-        img = _read(reader(), tile, manifest["sources"])
+        img = _read(reader(), tile, manifest.sources)
         t1 = time.perf_counter()
+        output.begin()
         try:
             result = func(img)
-        except Exception as exc:
-            with lock:
-                if not failed.is_set():
-                    failed.set()
-                    # The user's traceback, without the worker's own frame.
-                    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
-            raise JobFailure(
-                f"the function raised {type(exc).__name__}: {exc} on tile {tile.index} ({_where(tile)})",
-                EXIT_FUNCTION,
-            ) from None
+        except BaseException as exc:  # noqa: BLE001 - every way out of the function is reported
+            output.end(tile)
+            raise _function_failure(exc, tile, failed, lock) from None
+        output.end(tile)
         t2 = time.perf_counter()
-        array, metrics = split_result(result, tile)
-        if array is not None:
-            _write_tile(out_dir, tile, crop_result(array, tile), grid)
+        try:
+            checked = check_result(result, tile)
+        except ContractError as exc:
+            raise JobFailure(str(exc), EXIT_OUTPUT) from None
+        written = None
+        if checked.array is not None:
+            _write_tile(out, tile, checked.array, grid, checked.names)
+            written = {"dtype": str(checked.array.dtype), "bands": int(checked.array.shape[0]), "names": checked.names}
         t3 = time.perf_counter()
-        return metrics, {"read": t1 - t0, "compute": t2 - t1, "write": t3 - t2}
+        return checked.metrics, {"read": t1 - t0, "compute": t2 - t1, "write": t3 - t2}, written
 
     started = time.perf_counter()
     totals: dict[str, float] = {}
     timing_totals = {"read": 0.0, "compute": 0.0, "write": 0.0}
+    written: dict[str, dict] = {}
+    sys.stdout = output
     try:
         with ThreadPoolExecutor(threads) as pool:
-            futures = [pool.submit(one, t) for t in tiles]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            futures = {pool.submit(one, t): t for t in tiles}
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for f in pending:
                 f.cancel()
-            for f in futures:
+            for f, tile in futures.items():
                 if f.cancelled():
                     continue
-                metrics, timing = f.result()
+                metrics, timing, info = f.result()
                 for k, v in metrics.items():
                     totals[k] = totals.get(k, 0) + v
                 for k, v in timing.items():
                     timing_totals[k] += v
+                if info is not None:
+                    written[str(tile.index)] = info
     finally:
+        sys.stdout = output.stream
         for r in readers:
             r.close()
     record = {
         "job": job,
         "tiles": [t.index for t in tiles],
+        "written": written,
         "metrics": totals,
         "seconds": time.perf_counter() - started,
         "timing": timing_totals,
     }
-    write_json_atomic(os.path.join(out_dir, "metrics", f"{job:06d}.json"), record)
+    try:
+        write_json_atomic(out.job_metrics(job), record)
+    except OSError as exc:
+        raise JobFailure(f"cannot write the job's metrics record: {exc}", EXIT_WRITE) from None
     return record
 
 
-def _show_source_in_tracebacks(func, manifest: dict) -> None:
+def _function_failure(exc: BaseException, tile: Tile, failed: threading.Event, lock: threading.Lock) -> JobFailure:
+    """The job's failure when the function did not return: its own traceback goes to stderr once."""
+    if isinstance(exc, SystemExit):
+        return JobFailure(
+            f"the function called sys.exit({exc.code!r}) on tile {tile.index} ({tile.where()})", EXIT_SYSEXIT
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return JobFailure(
+            f"the function raised KeyboardInterrupt on tile {tile.index} ({tile.where()})", EXIT_INTERRUPTED
+        )
+    with lock:
+        if not failed.is_set():
+            failed.set()
+            # The user's traceback, without the worker's own frame.
+            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
+    return JobFailure(
+        f"the function raised {type(exc).__name__}: {exc} on tile {tile.index} ({tile.where()})", EXIT_FUNCTION
+    )
+
+
+def _show_source_in_tracebacks(func, manifest: Manifest) -> None:
     """Let tracebacks quote the user's lines: a function pickled by value has no file to read."""
     code = getattr(func, "__code__", None)
-    if code is None or os.path.exists(code.co_filename) or not manifest.get("code"):
+    if code is None or os.path.exists(code.co_filename) or not manifest.code:
         return
-    lines = ["\n"] * (manifest.get("code_line", 1) - 1) + manifest["code"].splitlines(keepends=True)
+    lines = ["\n"] * (manifest.code_line - 1) + manifest.code.splitlines(keepends=True)
     linecache.cache[code.co_filename] = (len("".join(lines)), None, lines, code.co_filename)
-
-
-def _where(tile: Tile) -> str:
-    return f"rows {tile.row_off}:{tile.row_off + tile.height}, cols {tile.col_off}:{tile.col_off + tile.width}"
 
 
 def _read(reader: GridReader, tile: Tile, sources: list[dict]):
@@ -202,7 +266,7 @@ def _read(reader: GridReader, tile: Tile, sources: list[dict]):
         path = next((s["path"] for s in sources if s["name"] == name), "")
         reason = str(exc).splitlines()[0] if str(exc) else "read error"
         raise JobFailure(
-            f"cannot read source {name!r} ({path}) at tile {tile.index} ({_where(tile)}): {reason}", EXIT_READ
+            f"cannot read source {name!r} ({path}) at tile {tile.index} ({tile.where()}): {reason}", EXIT_READ
         ) from None
 
 
@@ -215,62 +279,8 @@ def _failing_source(reader: GridReader, tile: Tile) -> str | None:
     return None
 
 
-def split_result(result, tile: Tile) -> tuple[np.ndarray | None, dict]:
-    """Separate the array and the metrics of what the function returned, and check both."""
-    array, metrics = None, {}
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-        array, metrics = result
-    elif isinstance(result, dict):
-        metrics = result
-    elif result is not None:
-        array = result
-    if array is not None and not isinstance(array, np.ndarray):
-        raise JobFailure(
-            f"the function returned {type(array).__name__} for tile {tile.index}; return a NumPy array, "
-            "(array, metrics), a metrics dict or None",
-            EXIT_OUTPUT,
-        )
-    for key, value in metrics.items():
-        ok = (
-            isinstance(key, str)
-            and isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, bool)
-        )
-        if not ok or not math.isfinite(float(value)):
-            raise JobFailure(
-                f"the metrics returned for tile {tile.index} must map names to finite numbers; "
-                f"{key!r}: {value!r} is not",
-                EXIT_OUTPUT,
-            )
-    metrics = {k: (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in metrics.items()}
-    return array, metrics
-
-
-def crop_result(array: np.ndarray, tile: Tile) -> np.ndarray:
-    """Check an array the function returned for ``tile`` and crop its halo; 3-D (bands, rows, cols)."""
-    h = tile.halo
-    expected = (tile.height + 2 * h, tile.width + 2 * h)
-    if array.ndim not in (2, 3) or array.shape[-2:] != expected:
-        raise JobFailure(
-            f"the function returned an array of shape {array.shape} for tile {tile.index}, but the tile's arrays are "
-            f"{expected[0]} x {expected[1]} pixels: return (rows, cols) or (bands, rows, cols) of that size",
-            EXIT_OUTPUT,
-        )
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if array.dtype.kind not in "uif" or array.dtype == np.float16:
-        raise JobFailure(
-            f"the function returned an array of dtype {array.dtype} for tile {tile.index}; GeoTIFF needs an integer "
-            "or float32/float64 array",
-            EXIT_OUTPUT,
-        )
-    if h:
-        array = array[..., h : h + tile.height, h : h + tile.width]
-    return array if array.ndim == 3 else array[np.newaxis]
-
-
-def _write_tile(out_dir: str, tile: Tile, array: np.ndarray, grid: Grid) -> None:
-    path = tile_path(out_dir, tile.index)
+def _write_tile(out: RunDir, tile: Tile, array: np.ndarray, grid: Grid, names: list[str] | None) -> None:
+    path = str(out.tile(tile.index))
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}.tif"
     transform = grid.transform @ Affine.translation(tile.col_off, tile.row_off)
     profile = dict(
@@ -281,14 +291,24 @@ def _write_tile(out_dir: str, tile: Tile, array: np.ndarray, grid: Grid) -> None
         profile.pop("blockxsize")
         profile.pop("blockysize")
     nodata = float("nan") if array.dtype.kind == "f" else None
-    with rasterio.open(tmp, "w", crs=grid.rasterio_crs(), transform=transform, nodata=nodata, **profile) as dst:
-        dst.write(array)
-    os.replace(tmp, path)
+    try:
+        with warnings.catch_warnings():
+            # A grid without a CRS (or with the identity transform) is what the user declared.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(tmp, "w", crs=grid.rasterio_crs(), transform=transform, nodata=nodata, **profile) as dst:
+                dst.write(array)
+                if names:
+                    dst.descriptions = tuple(names)
+        os.replace(tmp, path)
+    except (OSError, RasterioIOError) as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise JobFailure(f"cannot write tile {tile.index} to {path}: {exc}", EXIT_WRITE) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) not in (2, 3):
+    if len(argv) not in (2, 3) or not argv[1].isdigit():
         print("usage: python -m condormagic.worker RUN_DIR JOB [OUT_DIR]", file=sys.stderr)
         return EXIT_SETUP
     run_dir, job = argv[0], int(argv[1])

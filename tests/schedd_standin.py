@@ -7,7 +7,7 @@ boundary. :class:`ScheddStandIn` has the ``Schedd`` interface the backend uses (
 commands, the item data are what ``Schedd.submit`` accepts), then does what a schedd and an
 execute node would: writes the job event log in exactly the format of the logs a real
 HTCondor 25.14 schedd wrote (``tests/data/htcondor-reference``; the writers are
-``condormagic.eventlog``'s), and runs each job's real command line, expanded by the real
+``condormagic.rundir.eventlog``'s), and runs each job's real command line, expanded by the real
 bindings from the description and its item data, in a scratch directory with the job's
 environment (file transfer in and out, with ``transfer_output_remaps``, when asked for).
 
@@ -37,9 +37,9 @@ from pathlib import Path
 import classad2
 import htcondor2
 
-from condormagic import eventlog as ev
-from condormagic.backends.description import split_arguments
-from condormagic.backends.local import rss_kb
+from condormagic.backends.runner import rss_kb
+from condormagic.backends.submitlang import split_arguments
+from condormagic.rundir import eventlog as ev
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 USER = "cmtest"

@@ -13,11 +13,11 @@ pytestmark = needs_chromium
 
 NOTEBOOK = [
     """import condormagic as cm
-from condormagic.widgets.graphview import GraphView
+from condormagic.display.graphview import GraphView
 src = cm.sources(dem1="dem1.tif", dem2="dem2.tif", tile=150, halo=2)
 def change(img):
     return img["dem2"] - img["dem1"]
-plan = cm.api.plan(change, src, tiles_per_job=2)""",
+plan = cm.plan(change, src, tiles_per_job=2)""",
     "GraphView(plan.graph, src, plan.name)",
 ]
 
@@ -30,7 +30,7 @@ def change(img):
 def voila(request, tmp_path, monkeypatch):
     write_dems(tmp_path)
     monkeypatch.chdir(tmp_path)
-    graph = cm.api.plan(change, cm.sources(dem1="dem1.tif", dem2="dem2.tif", tile=150, halo=2), tiles_per_job=2).graph
+    graph = cm.plan(change, cm.sources(dem1="dem1.tif", dem2="dem2.tif", tile=150, halo=2), tiles_per_job=2).graph
     with voila_server(tmp_path, NOTEBOOK, request.param) as url:
         yield url, request.param, graph
 

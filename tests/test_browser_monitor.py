@@ -11,7 +11,8 @@ __all__ = ["ARGS", "ARTIFACTS", "CHROMIUM", "free_port"]  # also used by the oth
 pytestmark = needs_chromium
 
 NOTEBOOK = """import condormagic as cm
-from condormagic.widgets.monitor import Monitor
+from condormagic.display.monitor import Monitor
+cm.configure(dashboard_submit=True)  # this page submits its own run, as a test
 src = cm.sources(dem1="dem1.tif", dem2="dem2.tif", tile=300)
 def change(img):
     print("hello from the tile at", img.window.row_off, img.window.col_off)

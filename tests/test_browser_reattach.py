@@ -17,7 +17,7 @@ pytestmark = needs_chromium
 
 NOTEBOOK = [
     'import condormagic as cm\nrun = cm.run("REATTACH")\nrun',
-    "from condormagic.widgets.readonly import read_only_monitor\nread_only_monitor(run, interval=0.5)",
+    "from condormagic.display.readonly import read_only_monitor\nread_only_monitor(run, interval=0.5)",
 ]
 
 

@@ -56,15 +56,21 @@ def _double(img):
     return img["dem"] * 2
 
 
-def test_demo_prints_the_output_and_the_percentage(runs_dir):
-    result = cli("demo", "--size", "512", env={"CONDORMAGIC_RUNS_DIR": str(runs_dir)}, timeout=600)
+def test_demo_prints_the_output_and_the_percentage(runs_dir, tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    before = sorted(p.relative_to(examples) for p in examples.rglob("*"))
+    workdir = tmp_path / "demo"
+    result = cli(
+        "demo", "--size", "512", "--workdir", str(workdir), env={"CONDORMAGIC_RUNS_DIR": str(runs_dir)}, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
     output = Path(lines["Output GeoTIFF"])
     assert output.is_relative_to(runs_dir) and output.exists()
     percent = float(lines["Deforestation inside the forest polygons"].rstrip("%"))
-    examples = Path(__file__).resolve().parent.parent / "examples" / "data"
-    with rasterio.open(output) as out, rasterio.open(examples / "polygon.tif") as polygon:
+    assert Path(lines["Executed notebook"]) == workdir / "executed" / "deforestation.ipynb"
+    assert sorted(p.relative_to(examples) for p in examples.rglob("*")) == before  # the checkout is left alone
+    with rasterio.open(output) as out, rasterio.open(workdir / "data" / "polygon.tif") as polygon:
         expected = 100 * np.count_nonzero(out.read(1)) / np.count_nonzero(polygon.read(1))
         assert out.crs == polygon.crs and out.transform == polygon.transform
     assert percent == pytest.approx(expected, abs=0.005)

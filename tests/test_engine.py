@@ -98,8 +98,8 @@ def test_aligned_sources_mosaic_equals_whole_array(aligned):
     # 1000 x 700 in tiles of 256: columns 256, 256, 256, 232; rows 256, 256, 188.
     shapes = {k: v for k, v in metrics.items() if k.startswith("tile_")}
     assert shapes == {"tile_256x256": 6, "tile_256x232": 2, "tile_188x256": 3, "tile_188x232": 1}
-    assert len(run.manifest["tiles"]) == 12
-    assert sorted(t for job in run.manifest["jobs"] for t in job) == list(range(12))
+    assert len(run.manifest.tiling) == 12
+    assert sorted(t for job in run.manifest.jobs for t in job) == list(range(12))
 
 
 def test_offset_source_is_read_with_nodata_outside(tmp_path, write_raster):
@@ -219,7 +219,7 @@ def test_source_in_another_crs_equals_whole_warp(testdata, resampling):
     assert not src["rgb"].warp and src["nir"].warp
     run = finished(cm.submit(ndvi, src, mem="500MB", tiles_per_job=5, code=f"ndvi {resampling}"))
 
-    scale = run.manifest["sources"][1]["scale"]
+    scale = run.manifest.sources[1]["scale"]
     # Grid pixels of 300 m per source pixel of 200 Mercator metres (about 180 m at 25 degrees north).
     assert 0.5 < scale[0] < 0.75 and 0.5 < scale[1] < 0.75
     nir = warp_whole(nir_path, grid_path, resampling, scale)
@@ -336,8 +336,8 @@ def test_mask_skips_all_zero_tiles(tmp_path, write_raster, func, nodata):
     touched = [i for i, (r, c) in enumerate(tiles) if polygon[r : r + 100, c : c + 100].any()]
     assert touched == [0, 1, 14]
     m = run.manifest
-    assert sorted(t for job in m["jobs"] for t in job) == touched
-    assert m["skipped"] == [i for i in range(15) if i not in touched]
+    assert sorted(t for job in m.jobs for t in job) == touched
+    assert m.skipped == [i for i in range(15) if i not in touched]
     assert run.n_jobs == 3
 
     mosaic, profile = read_mosaic(run)

@@ -122,7 +122,7 @@ def test_dashboard_views_have_no_steering_buttons(deforested):
     import ipywidgets as widgets
 
     import condormagic as cm
-    from condormagic.widgets.readonly import dashboard_view, read_only_monitor
+    from condormagic.display.readonly import dashboard_view, read_only_monitor
 
     def buttons(widget) -> list[str]:
         found = [widget.description] if isinstance(widget, widgets.Button) else []
@@ -147,11 +147,11 @@ def test_dashboard_views_have_no_steering_buttons(deforested):
 def test_runs_dashboard_under_voila_opens_read_only_monitors(deforested):
     import ipywidgets as widgets
 
-    from condormagic.widgets.dashboard import dashboard
+    import condormagic as cm
 
     env = {"CONDORMAGIC_RUNS_DIR": str(deforested / "runs"), "CONDORMAGIC_DASHBOARD": "1"}
     with mock.patch.dict(os.environ, env):
-        board = dashboard()
+        board = cm.dashboard()
         monitor = board.show_run(board.runs[0].id)
         try:
             assert "cm-read-only" in monitor._dom_classes

@@ -11,8 +11,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 import condormagic as cm
-from condormagic.graph import Grid, GridReader, build_graph, default_tiles_per_job, tile_grid
-from condormagic.graph.manifest import content_hash
+from condormagic.rundir.function import fingerprint
+from condormagic.rundir.manifest import content_hash
+from condormagic.tiling import Grid, GridReader, build_graph, default_tiles_per_job, tile_grid
 
 
 @pytest.mark.parametrize("tile, halo", [(256, 0), (100, 3), (1000, 1), (7, 0)])
@@ -107,13 +108,21 @@ def test_explicit_grid_warps_every_source(testdata):
 
 def test_run_id_follows_what_changes_the_result(tmp_path, write_raster):
     path = write_raster(tmp_path / "a.tif", np.ones((50, 60), np.float32))
-    src = cm.sources(a=path, tile=32)
+    src = cm.sources(a=path, tile=32).identity()
     base = {"tiles_per_job": None, "output": None, "nodata": None, "cpus": 1, "mem": 2048}
-    same = content_hash("def f(img): return img[0]", src, base)
-    assert same == content_hash("def f(img): return img[0]", cm.sources(a=path, tile=32), dict(base, cpus=4))
-    assert same != content_hash("def f(img): return img[0] + 1", src, base)
-    assert same != content_hash("def f(img): return img[0]", cm.sources(a=path, tile=16), base)
-    assert same != content_hash("def f(img): return img[0]", src, dict(base, nodata=-1))
+
+    def f(img):
+        return img[0]
+
+    def g(img):
+        return img[0] + 1
+
+    same = content_hash(fingerprint(f), src, base)
+    assert same == content_hash(fingerprint(f), cm.sources(a=path, tile=32).identity(), dict(base, cpus=4))
+    assert same == content_hash(fingerprint(f), src, dict(base, tiles_per_job=3))
+    assert same != content_hash(fingerprint(g), src, base)
+    assert same != content_hash(fingerprint(f), cm.sources(a=path, tile=16).identity(), base)
+    assert same != content_hash(fingerprint(f), src, dict(base, nodata=-1))
     stat = os.stat(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed
-    assert same != content_hash("def f(img): return img[0]", cm.sources(a=path, tile=32), base)
+    assert same != content_hash(fingerprint(f), cm.sources(a=path, tile=32).identity(), base)

@@ -15,7 +15,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 
 FIND = """import json, re
 from ipywidgets.widgets import widget
-from condormagic.widgets.graphview import GraphView
+from condormagic.display.graphview import GraphView
 def last_view():
     return [w for w in widget._instances.values() if isinstance(w, GraphView)][-1]
 def highlighted(view):

@@ -10,15 +10,11 @@ import classad2
 import htcondor2
 import pytest
 
-from condormagic.backends.description import (
-    build_description,
-    itemdata,
-    site_options,
-    split_arguments,
-    submit_file_text,
-)
+from condormagic.backends.description import build_description, site_options
+from condormagic.backends.submitlang import split_arguments
 from condormagic.errors import CondorMagicError
 from condormagic.resources import parse_memory
+from condormagic.rundir.clusters import itemdata, submit_file_text
 
 RUN = "/home/user/condormagic-runs/4447948df06d2f7d"
 NOTEBOOKS = "/home/user/notebooks"
@@ -38,7 +34,7 @@ def expand(submit: htcondor2.Submit, command: str, job: str = "0", cluster: int 
 
 def test_seed_example_line_by_line():
     """``%%condor --cpus 3 --mem 6GB --name DEFORESTATION`` over three jobs."""
-    description = build_description(RUN, "4447948df06d2f7d", "DEFORESTATION", SEED, python="/usr/bin/python3")
+    description = build_description(RUN, "4447948df06d2f7d", "DEFORESTATION", SEED, executable_path="/usr/bin/python3")
     text = submit_file_text(description, [0, 1, 2])
     assert text.splitlines() == [
         "universe = vanilla",
@@ -51,9 +47,10 @@ def test_seed_example_line_by_line():
         f"output = {RUN}/logs/$(ClusterId).$(ProcId).out",
         "should_transfer_files = NO",
         'environment = "OMP_NUM_THREADS=3 OPENBLAS_NUM_THREADS=3 MKL_NUM_THREADS=3 NUMEXPR_NUM_THREADS=3 '
-        'GDAL_NUM_THREADS=3 GDAL_CACHEMAX=1536 PYTHONUNBUFFERED=1"',
+        "GDAL_NUM_THREADS=3 GDAL_CACHEMAX=1536 PYTHONUNBUFFERED=1 GDAL_HTTP_CONNECTTIMEOUT=30 GDAL_HTTP_TIMEOUT=30 "
+        'GDAL_HTTP_MAX_RETRY=0"',
         "max_retries = 3",
-        "retry_until = ExitCode =?= 1 || ExitCode =?= 2",
+        "retry_until = ExitCode =?= 1 || ExitCode =?= 2 || ExitCode =?= 6 || ExitCode =?= 7",
         'My.JobBatchName = "DEFORESTATION"',
         'My.CondormagicRun = "4447948df06d2f7d"',
         f"error = {RUN}/logs/$(ClusterId).$(ProcId).err",
@@ -81,7 +78,8 @@ def test_retry_until_leaves_a_killed_job_to_max_retries():
 
 
 def test_gpus_disk_and_python_setting():
-    description = build_description(RUN, "id", "X", dict(SEED, gpus=2, disk=20480), python="/opt/eo/bin/python")
+    options = dict(SEED, gpus=2, disk=20480)
+    description = build_description(RUN, "id", "X", options, executable_path="/opt/eo/bin/python")
     assert description["request_gpus"] == "2"
     assert description["request_disk"] == "20480MB"
     assert description["executable"] == "/opt/eo/bin/python"
@@ -180,7 +178,7 @@ HOSTILE = [
 def test_hostile_name_and_path_cannot_change_the_description(hostile):
     run_dir = f"/tmp/{hostile} x/runs/{hostile}"
     options = dict(SEED, cwd=f"/home/{hostile}/notebooks")
-    description = build_description(run_dir, f"id{hostile}", hostile, options, python=f"/opt/{hostile}/python")
+    description = build_description(run_dir, f"id{hostile}", hostile, options, executable_path=f"/opt/{hostile}/python")
     submit = parsed(description, [0, 7])
     # The same commands, no more (no "queue", no new key), and item data still two jobs.
     assert dict(submit) == description
@@ -238,4 +236,4 @@ def test_unquotable_values_are_refused(hostile, why):
     with pytest.raises(CondorMagicError, match=why):
         build_description("/tmp/runs/x", "id", hostile, SEED)
     with pytest.raises(CondorMagicError, match=why):
-        build_description("/tmp/runs/x", "id", "X", SEED, python=hostile)
+        build_description("/tmp/runs/x", "id", "X", SEED, executable_path=hostile)

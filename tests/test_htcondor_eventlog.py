@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from condormagic import eventlog as ev
-from condormagic.eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, EventLogReader
+from condormagic.rundir import eventlog as ev
+from condormagic.rundir.eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, EventLogReader
 
 REFERENCE = Path(__file__).parent / "data" / "htcondor-reference"
 

@@ -200,7 +200,7 @@ def test_line_magics_status_config_rm_retry(workdir):
         "import numpy as np",
         "%condor_config cpus=1 mem=500MB",
         SOURCES,
-        "%%condor --name FLAKY --wait\n"
+        "%%condor --name FLAKY --wait --no-check\n"
         "def flaky(img):\n"
         "    import os\n"
         "    if img.window.row_off == 0 and img.window.col_off == 0 and os.path.exists('fail.flag'):\n"

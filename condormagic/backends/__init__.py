@@ -1,11 +1,15 @@
-"""Schedulers that take a run's job description: ``local`` (embedded) and ``htcondor``."""
+"""Schedulers that take a run's job description: ``local`` (embedded) and ``htcondor``.
+
+Both follow :class:`~condormagic.backends.base.Backend`; :func:`get_backend` gives one by name.
+"""
 
 from __future__ import annotations
 
 from ..errors import CondorMagicError
+from .base import Backend
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     """The backend called ``name``: ``local``, ``htcondor`` or ``auto`` (see :func:`resolve`)."""
     if name == "auto":
         name = resolve(name)[0]
@@ -39,7 +43,7 @@ def describe_default() -> str:
     """Which backend ``%%condor`` will use with the current settings, in a few words."""
     from .. import config
 
-    name = str(config.get("backend"))
+    name = config.get("backend")
     try:
         if name == "auto":
             name, why = resolve(name)

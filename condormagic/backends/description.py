@@ -10,9 +10,14 @@ import os
 import re
 import sys
 
+from .. import config
 from ..errors import CondorMagicError
+from ..rundir.exitcodes import PERMANENT
+from ..rundir.layout import RunDir
+from ..rundir.manifest import Manifest
+from ..tiling.sources import gdal_http_options
+from .submitlang import classad_string, quote_arguments, submit_path
 
-_MACRO = re.compile(r"\$\((\w+)\)")
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -22,79 +27,17 @@ THREAD_VARIABLES = (
 )
 
 
-def quote_argument(arg: str, literal: bool = True) -> str:
-    """Quote one argument for HTCondor's new argument syntax (inside double quotes).
+def executable() -> str:
+    """The interpreter the jobs run: the ``python`` setting, else this process's own.
 
-    With ``literal``, a ``$`` cannot start a macro: it is written as ``$(DOLLAR)``.
+    It comes from the submitting user's settings, never from a run directory's files.
     """
-    _refuse_newline(arg)
-    if literal:
-        arg = arg.replace("$", "$(DOLLAR)")
-    arg = arg.replace('"', '""')
-    if not arg or any(c in arg for c in " \t'"):
-        return "'" + arg.replace("'", "''") + "'"
-    return arg
+    return config.get("python") or sys.executable
 
 
-def quote_arguments(args: list[str], macros: tuple[str, ...] = ()) -> str:
-    """``"a 'b c' d"``: a whole ``arguments`` value in the new syntax.
-
-    Arguments in ``macros`` (such as ``$(job)``) are left for HTCondor to expand.
-    """
-    return '"' + " ".join(a if a in macros else quote_argument(a) for a in args) + '"'
-
-
-def expand_macros(value: str, macros: dict[str, str]) -> str:
-    """Expand ``$(NAME)`` macros in one pass, as the local backend does for a description."""
-    return _MACRO.sub(lambda m: macros.get(m.group(1), m.group(0)), value)
-
-
-def split_arguments(value: str) -> list[str]:
-    """Split an ``arguments`` or ``environment`` value written in the new syntax."""
-    value = value.strip()
-    if not (value.startswith('"') and value.endswith('"')):
-        return value.split()
-    text = value[1:-1].replace('""', '"')
-    args, current, quoted, i, started = [], [], False, 0, False
-    while i < len(text):
-        c = text[i]
-        if c == "'":
-            if quoted and text[i + 1 : i + 2] == "'":
-                current.append("'")
-                i += 1
-            else:
-                quoted, started = not quoted, True
-        elif c in " \t" and not quoted:
-            if current or started:
-                args.append("".join(current))
-            current, started = [], False
-        else:
-            current.append(c)
-        i += 1
-    if current or started:
-        args.append("".join(current))
-    return args
-
-
-def submit_path(path: str) -> str:
-    """A path as a submit-file value: ``$`` cannot start a macro, newlines are refused."""
-    _refuse_newline(path)
-    return path.replace("$", "$(DOLLAR)")
-
-
-def classad_string(text: str) -> str:
-    """A ClassAd string literal as a submit value: quotes escaped, ``$`` not a macro."""
-    _refuse_newline(text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$(DOLLAR)") + '"'
-
-
-def _refuse_newline(text: str) -> None:
-    """Refuse what no quoting can keep in one submit value: line breaks, and ``$$``."""
-    if "\n" in text or "\r" in text:
-        raise CondorMagicError(f"{text!r} contains a line break, which a submit description cannot hold; rename it.")
-    if "$$" in text:
-        # $(DOLLAR)$(DOLLAR) expands to "$" then "$$(DOLLAR)", which HTCondor keeps for match time.
-        raise CondorMagicError(f"{text!r} contains '$$', which HTCondor reads as a match-time macro; rename it.")
+def describe_run(layout: RunDir, manifest: Manifest, inputs: list[str] | None = None) -> dict[str, str]:
+    """The submit description of a run's jobs (see :func:`build_description`), run by :func:`executable`."""
+    return build_description(str(layout.path), manifest.id, manifest.name, manifest.options, inputs=inputs)
 
 
 def build_description(
@@ -102,7 +45,7 @@ def build_description(
     run_id: str,
     name: str,
     options: dict,
-    python: str | None = None,
+    executable_path: str | None = None,
     inputs: list[str] | None = None,
 ) -> dict[str, str]:
     """The submit description of a run's jobs, as submit commands.
@@ -114,10 +57,10 @@ def build_description(
     run_id, name : str
         Recorded as ``My.CondormagicRun`` and ``My.JobBatchName``.
     options : dict
-        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``; and the site's needs
+        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``, ``cwd``; and the site's needs
         (see :func:`site_options`): ``transfer``, ``requirements``, ``container``, ``submit``.
-    python : str, optional
-        The interpreter on the execute nodes; default the kernel's own.
+    executable_path : str, optional
+        The interpreter on the execute nodes; default :func:`executable` (the user's setting).
     inputs : list of str, optional
         With ``transfer``: the source files to send with each job, besides the
         function and ``transfer/manifest.json`` (the manifest as the job sees it).
@@ -127,9 +70,10 @@ def build_description(
     env = {var: str(cpus) for var in THREAD_VARIABLES}
     env["GDAL_CACHEMAX"] = str(max(64, mem // 4))
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(gdal_http_options())
     description = {
         "universe": "vanilla",
-        "executable": submit_path(python or sys.executable),
+        "executable": submit_path(executable_path or executable()),
         "arguments": quote_arguments(["-m", "condormagic.worker", run_dir, "$(job)"], macros=("$(job)",)),
         "request_cpus": str(cpus),
         "request_memory": str(mem),
@@ -140,8 +84,9 @@ def build_description(
         "should_transfer_files": "NO",
         "environment": quote_arguments([f"{k}={v}" for k, v in env.items()]),
         "max_retries": "3",
-        # The worker exits 1 (the function raised) or 2 (it returned the wrong thing): no retry helps.
-        "retry_until": "ExitCode =?= 1 || ExitCode =?= 2",
+        # The worker's exit codes for failures no retry changes (the function raised, returned
+        # the wrong thing, was interrupted or exited): see condormagic.worker.
+        "retry_until": " || ".join(f"ExitCode =?= {code}" for code in PERMANENT),
         "My.JobBatchName": classad_string(name),
         "My.CondormagicRun": classad_string(run_id),
     }
@@ -212,6 +157,28 @@ RESERVED = {
     "transfer_output_files",
     "transfer_output_remaps",
     "my.condormagicrun",
+    # what condormagic's own options say: --cpus, --mem, --disk, --gpus, --name, --container
+    "request_cpus",
+    "request_memory",
+    "request_disk",
+    "request_gpus",
+    "batch_name",
+    "my.jobbatchname",
+    "universe",
+    "container_image",
+    "environment",
+}
+
+
+_OWN_OPTION = {
+    "request_cpus": "--cpus",
+    "request_memory": "--mem",
+    "request_disk": "--disk",
+    "request_gpus": "--gpus",
+    "batch_name": "--name",
+    "my.jobbatchname": "--name",
+    "universe": "--container",
+    "container_image": "--container",
 }
 
 
@@ -246,7 +213,10 @@ def site_options(
         if not _KEY.match(key):
             raise CondorMagicError(f"--submit {key!r} is not a submit command name: use letters, digits and '_'.")
         if key.lower() in RESERVED:
-            raise CondorMagicError(f"--submit {key} is set by condormagic itself and cannot be changed.")
+            raise CondorMagicError(
+                f"--submit {key} is set by condormagic itself: use {_OWN_OPTION.get(key.lower(), 'its own option')}, "
+                "not --submit."
+            )
         _refuse_line_break(f"--submit {key}", value)
     if requirements is not None:
         requirements = str(requirements).strip()
@@ -311,16 +281,3 @@ def build_submit(description: dict[str, str]):
     import htcondor2
 
     return htcondor2.Submit(description)
-
-
-def itemdata(jobs: list[int]) -> list[dict[str, str]]:
-    return [{"job": str(j)} for j in jobs]
-
-
-def submit_file_text(description: dict[str, str], jobs: list[int]) -> str:
-    """The description in the submit language, with its item data, for ``condor_submit``."""
-    lines = [f"{k} = {v}" for k, v in description.items()]
-    lines.append("queue job from (")
-    lines.extend(str(j) for j in jobs)
-    lines.append(")")
-    return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ records where it went (its options keep ``schedd`` and ``pool``), so steering it
 from another process reaches the same schedd.
 
 Watching needs no schedd: the schedd writes the run's ``events.log``, which
-:class:`condormagic.runs.Run` reads as for the local backend. :meth:`HTCondorBackend.query`
+:mod:`condormagic.rundir.state` reads as for the local backend. :meth:`HTCondorBackend.query`
 asks the schedd, on demand and in one query for the whole run, what the log cannot
 say: why a job is idle, where it runs, how much memory it uses.
 """
@@ -17,10 +17,12 @@ import contextlib
 import os
 import re
 import time
-from pathlib import Path
 
 from ..errors import AuthenticationError, CondorMagicError, NoScheddError, SchedulerError, SubmitRefused
-from ..files import write_json_atomic
+from ..resources import Resources
+from ..rundir.clusters import itemdata, record_cluster
+from ..rundir.layout import RunDir
+from ..rundir.manifest import Manifest
 
 # Jobs a pool runs at once, for the default tiles per job (about four jobs per slot).
 POOL_SLOTS = 250
@@ -179,10 +181,10 @@ class HTCondorBackend:
         self._connections: dict[tuple, tuple] = {}
 
     # -- where ----------------------------------------------------------------------------
-    def _connect(self, run=None):
-        """``(schedd, name)`` for ``run`` (where it was submitted) or for new runs."""
-        if run is not None and ("schedd" in run.options or "pool" in run.options):
-            key = (run.options.get("schedd"), run.options.get("pool"))
+    def _connect(self, manifest: Manifest | None = None):
+        """``(schedd, name)`` for a run (where it was submitted) or for new runs."""
+        if manifest is not None and ("schedd" in manifest.options or "pool" in manifest.options):
+            key = (manifest.options.get("schedd"), manifest.options.get("pool"))
         else:
             key = (self.schedd_name, self.pool)
         if key not in self._connections:
@@ -200,26 +202,26 @@ class HTCondorBackend:
         """Jobs the pool may run at once, for the default tiles per job."""
         return POOL_SLOTS
 
+    def check(self, resources: Resources) -> str | None:
+        """Nothing is refused before submitting: a pool's slots change, and the monitor says why a job waits."""
+        return None
+
     # -- submit ---------------------------------------------------------------------------
-    def submit(self, run, jobs: list[int]) -> int:
-        """Queue ``jobs`` of ``run`` as one new cluster; return its id.
+    def submit(self, layout: RunDir, manifest: Manifest, jobs: list[int]) -> int:
+        """Queue ``jobs`` as one new cluster; return its id.
 
         Records ``clusters/ID.json`` (which job each proc runs) and the submit file.
         """
-        from .description import build_description, build_submit, itemdata
-        from .local import record_cluster, write_submit_file
+        from .description import build_submit, describe_run
 
-        schedd, schedd_name = self._connect(run)
-        inputs = prepare_transfer(run) if run.options.get("transfer") else None
-        description = build_description(
-            str(run.path), run.id, run.name, run.options, run.options.get("python"), inputs=inputs
-        )
+        schedd, schedd_name = self._connect(manifest)
+        inputs = prepare_transfer(layout, manifest) if manifest.options.get("transfer") else None
+        description = describe_run(layout, manifest, inputs=inputs)
         submit = build_submit(description)
         result = self._call(schedd_name, "submit", schedd.submit, submit, itemdata=iter(itemdata(jobs)))
         cluster = int(result.cluster())
         try:
-            record_cluster(run.path, cluster, self.name, description, jobs)
-            write_submit_file(run.path, description, jobs, cluster)
+            record_cluster(layout, cluster, self.name, description, jobs)
         except BaseException:
             # Jobs the run directory does not know about would run unseen: take them back.
             with contextlib.suppress(Exception):
@@ -228,23 +230,38 @@ class HTCondorBackend:
         return cluster
 
     # -- steer ----------------------------------------------------------------------------
-    def act(self, run, action: str, procs: list[tuple[int, int]]) -> None:
-        """Hold, release or remove the chosen procs (``(cluster, proc)`` pairs)."""
-        if not procs:
-            return
-        schedd, schedd_name = self._connect(run)
+    def act(self, layout: RunDir, manifest: Manifest, action: str, procs: list[tuple[int, int]] | None) -> int:
+        """Hold, release or remove the run's jobs as the schedd sees them now.
+
+        The event log lags the schedd (a held running job's event arrives only once it is
+        vacated), so the jobs are chosen by a constraint on the run's attribute and the job
+        status the action applies to, restricted to ``procs`` when given. Returns how many
+        jobs the schedd acted on.
+        """
+        import classad2
+
+        schedd, schedd_name = self._connect(manifest)
+        constraint = f"CondormagicRun == {classad2.quote(manifest.id)} && {_STATUS_FOR[action]}"
+        if procs is not None:
+            if not procs:
+                return 0
+            constraint += f" && ({job_spec_constraint(procs)})"
         past = _ACTIONS[action][1]
-        self._call(
+        result = self._call(
             schedd_name,
             action,
             schedd.act,
             _job_action(action),
-            job_spec(procs),
+            constraint,
             reason=f"{past} by the user with condormagic",
         )
+        try:
+            return int(result.get("TotalSuccess", 0))
+        except (AttributeError, TypeError, ValueError):
+            return 0
 
     # -- ask ------------------------------------------------------------------------------
-    def query(self, run) -> dict[tuple[int, int], dict]:
+    def query(self, layout: RunDir, manifest: Manifest) -> dict[tuple[int, int], dict]:
         """What the schedd knows of the run's queued jobs, in one query.
 
         Returns
@@ -255,8 +272,8 @@ class HTCondorBackend:
         """
         import classad2
 
-        schedd, schedd_name = self._connect(run)
-        constraint = f"CondormagicRun == {classad2.quote(run.id)}"
+        schedd, schedd_name = self._connect(manifest)
+        constraint = f"CondormagicRun == {classad2.quote(manifest.id)}"
         ads = self._call(schedd_name, "query", schedd.query, constraint=constraint, projection=PROJECTION)
         out = {}
         for ad in ads:
@@ -270,6 +287,10 @@ class HTCondorBackend:
             out[(int(ad.eval("ClusterId")), int(ad.eval("ProcId")))] = info
         return out
 
+    def watch(self, layout: RunDir, manifest: Manifest) -> str | None:
+        """The schedd looks after its own jobs."""
+        return None
+
     def _call(self, schedd_name: str, what: str, method, *args, **kwargs):
         import htcondor2
 
@@ -279,19 +300,25 @@ class HTCondorBackend:
             raise _schedd_error(exc, schedd_name, what) from None
 
 
+# The jobs each action applies to, by the schedd's JobStatus (1 idle, 2 running, 5 held, 7 suspended).
+_STATUS_FOR = {
+    "hold": "(JobStatus == 1 || JobStatus == 2 || JobStatus == 7)",
+    "release": "JobStatus == 5",
+    "remove": "(JobStatus == 1 || JobStatus == 2 || JobStatus == 5 || JobStatus == 7)",
+}
+
+
 def _job_action(action: str):
     import htcondor2
 
     return getattr(htcondor2.JobAction, _ACTIONS[action][0])
 
 
-def job_spec(procs: list[tuple[int, int]]) -> list[str] | str:
-    """``["42729.0", ...]``, or for many procs one constraint per cluster, OR-ed."""
-    if len(procs) <= 200:
-        return [f"{c}.{p}" for c, p in procs]
+def job_spec_constraint(procs: list[tuple[int, int]]) -> str:
+    """A constraint matching these ``(cluster, proc)`` pairs: one ``member`` test per cluster, OR-ed."""
     by_cluster: dict[int, list[int]] = {}
     for c, p in procs:
-        by_cluster.setdefault(c, []).append(p)
+        by_cluster.setdefault(int(c), []).append(int(p))
     return " || ".join(
         f"(ClusterId == {c} && member(ProcId, {{{', '.join(map(str, sorted(ps)))}}}))"
         for c, ps in sorted(by_cluster.items())
@@ -327,7 +354,7 @@ def _one_line(exc: Exception) -> str:
 
 
 # -- pools without a shared file system ---------------------------------------------------
-def prepare_transfer(run) -> list[str]:
+def prepare_transfer(layout: RunDir, manifest: Manifest) -> list[str]:
     """Write ``transfer/manifest.json`` (sources by base name) and return the files to send.
 
     The files are every local source with the files GDAL reads with it (``.aux.xml``,
@@ -338,16 +365,18 @@ def prepare_transfer(run) -> list[str]:
     CondorMagicError
         Two sources have the same base name (they would land on each other).
     """
-    import json
+    import copy
 
     import rasterio
 
-    manifest = json.loads(json.dumps(run.manifest))
+    from ..tiling.sources import is_remote
+
+    moved = copy.deepcopy(manifest)
     inputs: list[str] = []
     landed: dict[str, str] = {}
-    for source in manifest["sources"]:
+    for source in moved.sources:
         path = source["path"]
-        if path.startswith("/vsi") or "://" in path:
+        if is_remote(path):
             continue
         with rasterio.open(path) as ds:
             files = [path] + [f for f in ds.files if os.path.abspath(f) != os.path.abspath(path)]
@@ -362,7 +391,6 @@ def prepare_transfer(run) -> list[str]:
                 landed[base] = f
                 inputs.append(os.path.abspath(f))
         source["path"] = os.path.basename(path)
-    folder = Path(run.path) / "transfer"
-    folder.mkdir(exist_ok=True)
-    write_json_atomic(folder / "manifest.json", manifest, indent=1)
+    layout.transfer_manifest.parent.mkdir(exist_ok=True)
+    moved.save(layout.transfer_manifest)
     return inputs

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import shlex
+import contextlib
+import io
 import sys
 from html import escape
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
 from traitlets import Int, Unicode
 
 from .. import api, config
 from ..errors import CondorMagicError
-from ..graph import sources as make_sources
-from ..runs import find_run, list_runs
-from ..voila import in_voila, not_computed_html
-from ..widgets.cards import runs_html
-from .cell import pick_function, png_html, preview_png
+from ..runhandle import find_run, list_runs
+from ..tiling import Sources
+from ..tiling import sources as make_sources
+from ..voila import in_voila
+from .args import pairs, parse, resource_arguments, words
+from .cell import pick_function
 
 
 class _Shown:
@@ -38,16 +40,6 @@ def _usage(exc: Exception) -> UsageError:
     return UsageError(str(exc))
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise UsageError(f"{item!r} is not {what}: write NAME=VALUE, as in dem1=data/dem_2000.tif.")
-        out[name] = value
-    return out
-
-
 @magics_class
 class CondorMagics(Magics):
     """``%condor_sources``, ``%%condor`` and the run-steering line magics.
@@ -65,11 +57,13 @@ class CondorMagics(Magics):
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
-        for key in ("backend", "runs_dir", "cpus", "mem", "tile"):
-            value = getattr(self, key)
-            if value is not None:
-                config.set(**{key: value})
+        given = {k: getattr(self, k) for k in ("backend", "runs_dir", "cpus", "mem", "tile")}
+        try:
+            config.set(**{k: v for k, v in given.items() if v is not None})
+        except CondorMagicError as exc:
+            raise UsageError(f"c.CondorMagics: {exc}") from None
         self.sources = None
+        self.dashboard_reason: str | None = None
 
     # -- sources ----------------------------------------------------------------------------
     @magic_arguments()
@@ -78,24 +72,27 @@ class CondorMagics(Magics):
     @argument("--crs", help="an explicit target grid's CRS (with --res and --bounds)")
     @argument("--res", type=float, nargs="+", help="an explicit grid's resolution: one value, or X Y")
     @argument("--bounds", type=float, nargs=4, metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"))
-    @argument("--tile", type=int, help="tile size in pixels (default 1024)")
-    @argument("--halo", type=int, default=0, help="pixels of context read around every tile")
+    @argument("--tile", help="tile size in pixels (default 1024)")
+    @argument("--halo", default="0", help="pixels of context read around every tile")
     @argument("--mask", help="a source whose all-zero tiles are skipped")
     @argument("--resampling", action="append", default=[], metavar="NAME=METHOD", help="for warped sources")
     @line_magic
     def condor_sources(self, line: str):
-        """Declare the raster sources of the next ``%%condor`` cells and show them."""
-        args = parse_argstring(self.condor_sources, line)
-        paths = _pairs(args.pairs, "a source")
+        """Declare the raster sources of the next ``%%condor`` cells and show them.
+
+        Paths with spaces are quoted as in a shell: ``%condor_sources "dem=data/my dems/dem.tif"``.
+        """
+        args = parse(self.condor_sources, line)
+        paths = pairs(args.pairs, "a source")
         if not paths:
             raise UsageError("Name at least one source: %condor_sources dem=data/dem.tif [--grid dem] [--tile 1024].")
         res = None if args.res is None else (args.res[0] if len(args.res) == 1 else tuple(args.res[:2]))
         try:
             self.sources = make_sources(
                 grid=args.grid,
-                tile=args.tile or int(config.get("tile")),
+                tile=args.tile if args.tile is not None else config.get("tile"),
                 halo=args.halo,
-                resampling=_pairs(args.resampling, "a resampling"),
+                resampling=pairs(args.resampling, "a resampling"),
                 mask=args.mask,
                 crs=args.crs,
                 res=res,
@@ -111,15 +108,13 @@ class CondorMagics(Magics):
 
     # -- the cell -----------------------------------------------------------------------------
     @magic_arguments()
-    @argument("--cpus", type=int, help="CPUs per job (request_cpus)")
-    @argument("--mem", nargs="+", help="memory per job: 6GB, 6 GB, 6000MB, 6GiB, or MB")
-    @argument("--gpus", type=int, default=0, help="GPUs per job")
-    @argument("--disk", nargs="+", help="disk per job, as --mem")
+    @resource_arguments()
     @argument("--name", help="the run's name (JobBatchName); default: the function's name")
     @argument("--func", help="which function of the cell to run, when it defines several")
     @argument("--sources", help="a variable holding cm.sources(...), instead of %%condor_sources")
-    @argument("--tiles-per-job", type=int, help="tiles computed by each job")
-    @argument("--output", help="path of the output Cloud-Optimized GeoTIFF")
+    @argument("--tiles-per-job", help="tiles computed by each job")
+    @argument("--output", help="path of the output Cloud-Optimized GeoTIFF (relative to the notebook's folder)")
+    @argument("--nodata", help="the output's nodata value (default: NaN for floats; see the README)")
     @argument("--backend", choices=["local", "htcondor", "auto"], help="where the jobs run")
     @argument("--transfer", action="store_true", help="HTCondor: transfer inputs and results (no shared file system)")
     @argument("--requirements", help="HTCondor: a requirements expression for the execute nodes")
@@ -127,22 +122,24 @@ class CondorMagics(Magics):
     @argument("--submit", action="append", default=[], metavar="KEY=VALUE", help="HTCondor: any other submit command")
     @argument("--dry-run", action="store_true", help="show the job graph; submit nothing")
     @argument("--preview", action="store_true", help="run the function on one tile here and show it; submit nothing")
+    @argument("--no-check", action="store_true", help="do not try the function on a small window before submitting")
     @argument("--force", action="store_true", help="submit again even if this cell already has a run")
     @argument("--wait", action="store_true", help="block until every job has finished")
     @argument(
         "--allow-dashboard-submit",
         action="store_true",
-        help="under Voila, let a page load submit the jobs when no run exists (default: only attach)",
+        help="under Voila, let a page load submit the jobs when no run exists, and steer them (default: only attach)",
     )
     @cell_magic
     def condor(self, line: str, cell: str):
         """Define the cell's function, then run it over every tile of the sources as jobs.
 
-        The cell runs normally first, so its function exists in the notebook. Then
-        the job graph is built and shown, the jobs are submitted (or, if this exact
-        cell already made a run, that run is attached to), and the run is returned.
+        The cell runs normally first, so its function exists in the notebook. Then the
+        function is tried on a small window of the first tile (``--no-check`` skips that), the
+        job graph is built and shown, the jobs are submitted (or, if a run of the same
+        function, sources and options exists, that run is attached to), and the run is returned.
         """
-        args = parse_argstring(self.condor, line)
+        args = parse(self.condor, line)
         if in_voila() and not args.allow_dashboard_submit:
             return self._dashboard(args, cell)
         src = self._sources_for(args.sources)
@@ -152,45 +149,33 @@ class CondorMagics(Magics):
             raise UsageError("The cell raised an error (shown above), so nothing was submitted.")
         try:
             func = self.shell.user_ns[pick_function(cell, args.func)]
-        except CondorMagicError as exc:
-            raise _usage(exc) from None
-        try:
             plan = _plan(args, cell, func, src)
             if args.preview:
                 return self._preview(plan)
             existing = None if args.force else plan.existing()
+            if existing is None and not args.no_check and not args.dry_run:
+                _check(plan)
             if existing is None or args.dry_run:
-                graph = plan.graph
-                header = "(dry run) " if args.dry_run else ""
-                from ..widgets.graphview import graph_bundle
+                from ..display.graphview import graph_bundle
 
-                display(graph_bundle(graph, src, plan.name, header), raw=True)
+                header = "(dry run) " if args.dry_run else ""
+                display(graph_bundle(plan.graph, plan.sources, plan.name, header), raw=True)
             if args.dry_run:
                 print(
                     f"Dry run: {plan.graph.n_jobs} jobs would be submitted to {plan.options['backend']}; nothing was."
                 )
                 return None
-            run = api.submit_plan(plan, force=args.force)
+            run = existing or api.submit_plan(
+                plan, force=args.force, check=False, dashboard_allowed=args.allow_dashboard_submit
+            )
         except CondorMagicError as exc:
             raise _usage(exc) from None
-        if run.attached:
-            print(
-                f"Attached to run {run.name} ({run.id}), made {_ago(run.created)} by this same cell; "
-                "no new jobs (--force submits again)."
-            )
-            changed = [k for k in ("cpus", "mem") if plan.options[k] != run.options[k]]
-            if changed:
-                print(
-                    f"It requested {', '.join(f'{k} {run.options[k]}' for k in changed)}: "
-                    f"%condor_retry {run.name} {' '.join(f'--{k} {plan.options[k]}' for k in changed)} "
-                    "resubmits its failed and held jobs with the new request."
-                )
+        if existing is not None:
+            run.attached = True
+            _say_attached(run, plan)
+        run.dashboard_steering = args.allow_dashboard_submit
         if args.wait:
             run.wait()
-        if in_voila():  # the author allowed dashboard submission: the monitor keeps its buttons
-            from ..widgets.readonly import DashboardRun
-
-            return DashboardRun(run, actions=True)
         return run
 
     def _dashboard(self, args, cell: str):
@@ -198,7 +183,7 @@ class CondorMagics(Magics):
 
         Never submits, never writes a run directory, and shows no error to the viewer.
         """
-        from ..widgets.readonly import DashboardRun
+        from ..display.cards import not_computed_html
 
         def not_computed(reason: str) -> None:
             self.dashboard_reason = reason  # for the author; the viewer reads one friendly sentence
@@ -220,12 +205,10 @@ class CondorMagics(Magics):
         if run is None:
             return not_computed(f"no run of this cell in {config.runs_dir()}")
         run.attached = True
-        return DashboardRun(run)
+        return run
 
-    def _sources_for(self, variable: str | None):
+    def _sources_for(self, variable: str | None) -> Sources:
         if variable:
-            from ..graph import Sources
-
             value = self.shell.user_ns.get(variable)
             if not isinstance(value, Sources):
                 raise UsageError(f"--sources {variable}: no variable {variable} holding cm.sources(...) is defined.")
@@ -237,29 +220,28 @@ class CondorMagics(Magics):
         return self.sources
 
     def _preview(self, plan):
-        from ..graph import GridReader
-        from ..worker import JobFailure, crop_result, split_result
+        from ..display.images import png_html, preview_png
+        from ..tiling import GridReader
+        from ..tiling.contract import ContractError, check_result
 
         graph = plan.graph
         tiles = [t for job in graph.jobs for t in job]
         tile = graph.tiles[tiles[len(tiles) // 2]]
         with GridReader([s.to_dict() for s in plan.sources.values()], plan.sources.grid) as reader:
             img = reader.read(tile.read_window)
-        result = plan.func(img)
         try:
-            array, metrics = split_result(result, tile)
-            array = None if array is None else crop_result(array, tile)
-        except JobFailure as failure:
-            raise UsageError(f"Preview: {failure}.") from None
-        caption = (
-            f"Preview of tile {tile.index} (rows {tile.row_off}:{tile.row_off + tile.height}, "
-            f"cols {tile.col_off}:{tile.col_off + tile.width})"
-        )
-        if metrics:
-            caption += " &middot; " + ", ".join(f"{escape(k)} = {v:,.6g}" for k, v in metrics.items())
-        if array is not None:
-            display(HTML(png_html(preview_png(array), caption)))
-            print(f"{caption.split(' &middot;')[0]}: {array.dtype} {list(array.shape)}; nothing was submitted.")
+            checked = check_result(plan.func(img), tile)
+        except ContractError as exc:
+            raise UsageError(f"Preview: {exc}.") from None
+        caption = f"Preview of tile {tile.index} ({tile.where()})"
+        if checked.metrics:
+            caption += " &middot; " + ", ".join(f"{escape(k)} = {v:,.6g}" for k, v in checked.metrics.items())
+        if checked.array is not None:
+            display(HTML(png_html(preview_png(checked.array), caption)))
+            shape = list(checked.array.shape)
+            print(
+                f"Preview of tile {tile.index} ({tile.where()}): {checked.array.dtype} {shape}; nothing was submitted."
+            )
         else:
             print(f"{caption}: no array returned; nothing was submitted.")
         return None
@@ -275,14 +257,14 @@ class CondorMagics(Magics):
         if not runs:
             print(f"No runs yet in {config.runs_dir()}.")
             return None
+        from ..display.cards import runs_html
+
         return _Shown(runs_html(runs), "\n".join(repr(r) for r in runs))
 
     @line_magic
     def condor_dashboard(self, line: str):
         """``%condor_dashboard``: every run, newest first, with its progress; pick one to open its monitor."""
-        from ..widgets.dashboard import dashboard
-
-        return dashboard()
+        return api.dashboard()
 
     @line_magic
     def condor_rm(self, line: str):
@@ -290,13 +272,15 @@ class CondorMagics(Magics):
         if in_voila():
             return None
         run = self._run(_one_name(line, "%condor_rm"))
-        n = run.remove()
+        try:
+            n = run.remove()
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
         print(f"Removed {n} job(s) of {run.name} ({run.id})." if n else f"{run.name} has no job left to remove.")
 
     @magic_arguments()
     @argument("name", help="the run's name or id")
-    @argument("--cpus", type=int, help="a new CPU request for the resubmitted jobs")
-    @argument("--mem", nargs="+", help="a new memory request, such as 8GB")
+    @resource_arguments()
     @line_magic
     def condor_retry(self, line: str):
         """``%condor_retry NAME [--mem 8GB]``: submit a run's failed, held and removed jobs again.
@@ -305,10 +289,10 @@ class CondorMagics(Magics):
         """
         if in_voila():
             return None
-        args = parse_argstring(self.condor_retry, line)
+        args = parse(self.condor_retry, line)
         run = self._run(args.name)
         try:
-            jobs = run.retry(cpus=args.cpus, mem=" ".join(args.mem) if args.mem else None)
+            jobs = run.retry(cpus=args.cpus, mem=words(args.mem), disk=words(args.disk))
         except CondorMagicError as exc:
             raise _usage(exc) from None
         print(f"Resubmitted {len(jobs)} job(s) of {run.name}: {jobs}." if jobs else f"{run.name} has nothing to retry.")
@@ -317,13 +301,17 @@ class CondorMagics(Magics):
     @line_magic
     def condor_config(self, line: str):
         """``%condor_config [KEY=VALUE ...]``: show or change settings (backend, runs_dir, cpus, mem, tile...)."""
+        import shlex
+
         try:
-            values = _pairs(shlex.split(line), "a setting")
-            config.set(**values)
-        except CondorMagicError as exc:
+            config.set(**pairs(shlex.split(line), "a setting"))
+        except (CondorMagicError, ValueError) as exc:
             raise _usage(exc) from None
-        for key, value in config.DEFAULTS.items():
-            print(f"{key:9} = {config.get(key)!s}" + ("" if config.get(key) != value else "  (default)"))
+        for key, setting in config.SETTINGS.items():
+            value = config.get(key)
+            default = value == (None if setting.default is None else setting.parse(setting.default))
+            shown = f"{value}MB" if key == "mem" else value
+            print(f"{key:16} = {shown!s}" + ("  (default)" if default else ""))
 
     def _run(self, name: str):
         try:
@@ -338,32 +326,73 @@ def _plan(args, cell: str, func, src) -> api.Plan:
         func,
         src,
         cpus=args.cpus,
-        mem=" ".join(args.mem) if args.mem else None,
+        mem=words(args.mem),
         gpus=args.gpus,
-        disk=" ".join(args.disk) if args.disk else None,
+        disk=words(args.disk),
         name=args.name,
         tiles_per_job=args.tiles_per_job,
         output=args.output,
+        nodata=args.nodata,
         backend=args.backend,
         code=cell,
         transfer=args.transfer,
         requirements=args.requirements,
         container=args.container,
-        submit_commands=_pairs(args.submit, "a submit command") or None,
+        submit_commands=pairs(args.submit, "a submit command") or None,
     )
 
 
+def _check(plan: api.Plan) -> None:
+    """Try the function on a small window of the first tile; its own error (and traceback) if it fails."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            checked = plan.check()
+    except CondorMagicError:
+        raise
+    except Exception as exc:
+        sys.stdout.write(out.getvalue())
+        # The user's own traceback, as the kernel shows any error of theirs; then one line.
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
+        raise UsageError(
+            f"{plan.name} failed on a small window of the first tile ({type(exc).__name__}: {exc}), so nothing was "
+            "submitted; fix it, or use --no-check for a function that needs whole tiles."
+        ) from None
+    if checked.array is None:
+        what = "no array" + (f", metrics {', '.join(checked.metrics)}" if checked.metrics else "")
+    else:
+        bands = checked.array.shape[0]
+        what = f"{checked.array.dtype}, {bands} band{'s' if bands > 1 else ''}"
+        if checked.names:
+            what += f" ({', '.join(checked.names)})"
+    print(f"Checked {plan.name} on a small window of the first tile: it returns {what}.")
+
+
+def _say_attached(run, plan) -> None:
+    from ..display.cards import age
+
+    print(
+        f"Attached to run {run.name} ({run.id}), made {age(run.created)} from the same function, inputs and "
+        "options; no new jobs (--force submits again)."
+    )
+    changed = [k for k in ("cpus", "mem") if plan.options[k] != run.options[k]]
+    if changed:
+        print(
+            f"It requested {', '.join(f'{k} {run.options[k]}' for k in changed)}: "
+            f"%condor_retry {run.name} {' '.join(f'--{k} {plan.options[k]}' for k in changed)} "
+            "resubmits its failed and held jobs with the new request."
+        )
+
+
 def _one_name(line: str, magic: str) -> str:
-    names = line.split()
+    import shlex
+
+    names = shlex.split(line)
     if len(names) != 1:
         raise UsageError(f"{magic} takes one run name or id; `%condor_status` lists the runs.")
     return names[0]
-
-
-def _ago(when: float) -> str:
-    from ..widgets.cards import age
-
-    return age(when)
 
 
 def sources_view(src) -> _Shown:
@@ -375,8 +404,8 @@ def sources_view(src) -> _Shown:
     )
     g = src.grid
     caption = (
-        f"grid {g.width} &times; {g.height} from <b>{escape(src.grid_from or 'explicit grid')}</b>, "
-        f"{len(src.tiles)} tiles of {src.tile} px"
+        f"grid {g.width:,} &times; {g.height:,} from <b>{escape(src.grid_from or 'explicit grid')}</b>, "
+        f"{len(src.tiles):,} tiles of {src.tile} px"
         + (f", halo {src.halo}" if src.halo else "")
         + (f", mask {escape(src.mask)}" if src.mask else "")
     )
@@ -386,7 +415,7 @@ def sources_view(src) -> _Shown:
 
 
 def load_ipython_extension(ipython) -> None:
-    from .. import __version__
+    from .._version import __version__
     from ..backends import describe_default
 
     ipython.register_magics(CondorMagics)

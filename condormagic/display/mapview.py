@@ -9,38 +9,10 @@ the base layer's tiles, so the map works offline (the base layer then stays blan
 from __future__ import annotations
 
 import base64
-import warnings
 
 import numpy as np
 
-
-def png_bytes(bands: np.ndarray) -> bytes:
-    """A PNG of a (bands, rows, cols) uint8 array (1, 3 or 4 bands)."""
-    from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.io import MemoryFile
-
-    bands = np.ascontiguousarray(bands, dtype=np.uint8)
-    with warnings.catch_warnings(), MemoryFile() as mem:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        count, height, width = bands.shape
-        with mem.open(driver="PNG", width=width, height=height, count=count, dtype="uint8") as dst:
-            dst.write(bands)
-        return mem.read()
-
-
-def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    out = np.zeros(data.shape, dtype=np.uint8)
-    if not valid.any():
-        return out
-    lo, hi = np.percentile(data[valid], [2, 98])
-    if hi <= lo:
-        lo, hi = float(data[valid].min()), float(data[valid].max())
-    if hi > lo:
-        out[valid] = np.clip((data[valid] - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-    else:
-        out[valid] = 255 if hi > 0 else 0
-    return out
-
+from .images import png_bytes, stretch
 
 # A perceptual ramp (dark blue -> teal -> yellow), readable on light and dark base maps.
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
@@ -69,7 +41,7 @@ def quicklook(path: str, max_size: int = 512) -> tuple[str, tuple[tuple[float, f
         transform = from_bounds(*src.bounds, w, h)
         bounds = src.bounds
     valid = ~np.ma.getmaskarray(data) & np.isfinite(data.filled(np.nan))
-    grey = _stretch(data.filled(0), valid)
+    grey = stretch(data.filled(0), valid)
     alpha = np.where(valid, 255, 0).astype(np.uint8)
     rgba = np.concatenate([_colour(grey), alpha[None]])
     if crs is None:
@@ -121,7 +93,7 @@ def result_map(run, input_name: str | None = None, height: str = "360px"):
     if not output:
         raise ValueError("the run has no output yet")
     out_url, bounds = quicklook(output)
-    sources = run.manifest.get("sources", [])
+    sources = run.manifest.sources
     source = next((s for s in sources if s["name"] == input_name), sources[0] if sources else None)
     (south, west), (north, east) = bounds
     span = max(east - west, (north - south) * 1.5, 1e-6)

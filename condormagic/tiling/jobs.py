@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import Tile
+from .grid import Tiling
 from .reader import SourceReader
 from .sources import Sources
 
@@ -16,7 +16,7 @@ from .sources import Sources
 class JobGraph:
     """Tiles grouped into jobs; ``skipped`` holds the indices of tiles a mask left out."""
 
-    tiles: list[Tile]
+    tiles: Tiling
     jobs: list[list[int]]
     skipped: list[int]
 
@@ -26,7 +26,6 @@ class JobGraph:
 
     def to_dict(self) -> dict:
         return {
-            "tiles": [t.to_list() for t in self.tiles],
             "jobs": self.jobs,
             "skipped": self.skipped,
         }
@@ -63,7 +62,7 @@ def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) 
     tiles = src.tiles
     skipped = _masked_out(src) if src.mask else []
     skip = set(skipped)
-    todo = [t.index for t in tiles if t.index not in skip]
+    todo = [i for i in range(len(tiles)) if i not in skip]
     per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2)
     jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
     return JobGraph(tiles, jobs, skipped)

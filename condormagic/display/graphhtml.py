@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .grid import Grid
-from .jobs import JobGraph
-from .sources import Sources
+from ..tiling.jobs import JobGraph
+from ..tiling.sources import Sources
+from .coords import format_bounds
 
 SHOW_FIRST, SHOW_LAST = 12, 3
 
@@ -24,12 +24,6 @@ STYLE = """
 """
 
 
-def _bounds(grid: Grid, row: int, col: int, h: int, w: int) -> str:
-    x0, y0 = grid.transform @ (col, row)
-    x1, y1 = grid.transform @ (col + w, row + h)
-    return f"x {min(x0, x1):.6g}..{max(x0, x1):.6g}, y {min(y0, y1):.6g}..{max(y0, y1):.6g}"
-
-
 def _job_html(job: int, tiles: list[int], graph: JobGraph, src: Sources, open_: bool) -> str:
     label = f"tile {tiles[0]}" if len(tiles) == 1 else f"tiles {tiles[0]}&ndash;{tiles[-1]} ({len(tiles)})"
     rows = []
@@ -40,7 +34,7 @@ def _job_html(job: int, tiles: list[int], graph: JobGraph, src: Sources, open_: 
             f"rows {int(win.row_off)}:{int(win.row_off + win.height)}, "
             f"cols {int(win.col_off)}:{int(win.col_off + win.width)}"
         )
-        coords = _bounds(src.grid, int(win.row_off), int(win.col_off), int(win.height), int(win.width))
+        coords = format_bounds(src.grid, win)
         rows.append(f'<div class="cm-muted cm-img">tile {t}: {where} &middot; {coords}</div>')
         for i, (name, s) in enumerate(src.items()):
             how = " (warped)" if s.warp else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -14,10 +15,17 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from ..errors import SourceError
-from .grid import Grid, Tile, tile_grid
+from .. import config
+from ..errors import CondorMagicError, SourceError
+from ..resources import check_count
+from .grid import Grid, Tiling
+from .identity import remote_identity
 
-RESERVED = {"grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds"}
+# The options of :func:`sources`: no source can have one of these names.
+RESERVED = ("grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds")
+# Beyond these, a grid is a mistake (degrees given as metres, say), not an analysis.
+MAX_TILES = 10_000_000
+MAX_PIXELS_OVER_FINEST = 100
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,12 @@ class Source:
     def res(self) -> tuple[float, float]:
         return (math.hypot(self.transform.a, self.transform.d), math.hypot(self.transform.b, self.transform.e))
 
+    remote: dict | None = None
+
     def identity(self) -> list:
-        """What identifies this source's content for the run id: path, size, mtime."""
-        return [self.path, self.size, self.mtime_ns]
+        """What identifies this source's content for the run id: its path, and for a local file its
+        size and modification time, for a remote one what the server says of it (ETag, Last-Modified)."""
+        return [self.path, self.size, self.mtime_ns, self.remote]
 
     def to_dict(self) -> dict:
         return {
@@ -65,6 +76,7 @@ class Source:
             "warp": self.warp,
             "offset": list(self.offset),
             "scale": list(self.scale) if self.scale else None,
+            "remote": self.remote,
         }
 
 
@@ -82,7 +94,8 @@ class Sources(Mapping):
     halo: int = 0
     mask: str | None = None
     grid_from: str | None = None
-    _tiles: list[Tile] | None = field(default=None, repr=False)
+    # The arguments of :func:`sources` that made this, to declare it again when a file changed.
+    declaration: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> Source:
         return self.by_name[name]
@@ -94,10 +107,9 @@ class Sources(Mapping):
         return len(self.by_name)
 
     @property
-    def tiles(self) -> list[Tile]:
-        if self._tiles is None:
-            self._tiles = tile_grid(self.grid, self.tile, self.halo)
-        return self._tiles
+    def tiles(self) -> Tiling:
+        """The grid's tiles, computed on demand (a grid of millions of tiles costs nothing)."""
+        return Tiling(self.grid.width, self.grid.height, self.tile, self.halo)
 
     def to_dict(self) -> dict:
         return {
@@ -118,6 +130,36 @@ class Sources(Mapping):
             "mask": self.mask,
             "sources": {n: s.identity() + [s.resampling] for n, s in self.by_name.items()},
         }
+
+    def changed(self) -> list[str]:
+        """The names of the sources whose content changed since declared: a local file's size or modification
+        time, a remote file's ETag or Last-Modified."""
+        out = []
+        for name, s in self.by_name.items():
+            if s.remote is not None:
+                try:
+                    if remote_identity(s.path, config.get("http_timeout")) != s.remote:
+                        out.append(name)
+                except TimeoutError:
+                    raise SourceError(_no_answer(name, s.path)) from None
+                continue
+            if s.size is None:
+                continue
+            try:
+                stat = os.stat(s.path)
+            except OSError:
+                out.append(name)
+                continue
+            if (stat.st_size, stat.st_mtime_ns) != (s.size, s.mtime_ns):
+                out.append(name)
+        return out
+
+    def current(self) -> Sources:
+        """These sources as they are now: the same object if no file changed, else declared anew
+        (so a run reads and is identified by the files as they are when it is submitted)."""
+        if not self.changed() or not self.declaration:
+            return self
+        return sources(**self.declaration)
 
     def table(self) -> list[dict]:
         """One row per source: what the ``%condor_sources`` table shows."""
@@ -190,8 +232,16 @@ def sources(
     """
     if not paths:
         raise SourceError('No sources were given: name each raster, as in cm.sources(dem="dem.tif").')
-    if int(tile) < 1 or int(halo) < 0:
-        raise SourceError(f"tile must be at least 1 and halo at least 0 (got tile={tile}, halo={halo}).")
+    for name in paths:
+        if not name.isidentifier() or name in RESERVED:
+            raise SourceError(
+                f"{name!r} cannot name a source: use a Python identifier that is not one of "
+                f"{', '.join(RESERVED)} (the options of cm.sources), such as {name.strip('_') or 'src'}_src."
+            )
+    try:
+        tile, halo = check_count(tile, "tile"), check_count(halo, "halo", minimum=0)
+    except CondorMagicError as exc:
+        raise SourceError(str(exc)) from None
     resampling = dict(resampling or {})
     for name in [grid, mask, *resampling]:
         if name is not None and name not in paths:
@@ -210,27 +260,81 @@ def sources(
             raise SourceError("An explicit grid needs all of crs, res and bounds, and no grid source name.")
         target = _explicit_grid(crs, res, bounds)
         grid_from = None
+        _check_size(target, tile, opened.values())
     else:
         grid_from = grid or next(iter(paths))
         g = opened[grid_from]
         target = Grid(g.crs, g.transform, g.width, g.height)
+        _check_size(target, tile, ())
+    if halo >= max(target.width, target.height) and halo > tile:
+        raise SourceError(
+            f"halo {halo} is wider than the grid ({target.width} x {target.height} px): a halo is the few pixels "
+            "of context a tile needs, such as a filter's radius."
+        )
 
     aligned = {name: _align(src, target) for name, src in opened.items()}
-    return Sources(aligned, target, int(tile), int(halo), mask, grid_from)
+    declaration = {
+        "grid": grid,
+        "tile": tile,
+        "halo": halo,
+        "resampling": resampling,
+        "mask": mask,
+        "crs": crs,
+        "res": res,
+        "bounds": bounds,
+        **paths,
+    }
+    return Sources(aligned, target, tile, halo, mask, grid_from, declaration)
+
+
+def _check_size(grid: Grid, tile: int, sources) -> None:
+    """Refuse a grid whose size is a mistake: too many tiles, or far finer than every source."""
+    n_tiles = Tiling(grid.width, grid.height, tile).__len__()
+    pixels = grid.width * grid.height
+    if n_tiles > MAX_TILES:
+        raise SourceError(
+            f"The grid is {grid.width:,} x {grid.height:,} pixels, {n_tiles:,} tiles of {tile} px, more than "
+            f"{MAX_TILES:,}: check its resolution and units (metres or degrees), or use bigger tiles."
+        )
+    finest = max((s.width * s.height for s in sources), default=0)
+    if finest and pixels > MAX_PIXELS_OVER_FINEST * finest:
+        raise SourceError(
+            f"The grid is {grid.width:,} x {grid.height:,} pixels, {pixels / finest:,.0f} times the pixels of the "
+            f"largest source: check its resolution and units (metres or degrees)."
+        )
+
+
+def is_remote(path: str) -> bool:
+    """Whether GDAL reads ``path`` through a virtual file system or a URL, not a local file."""
+    return path.startswith("/vsi") or "://" in path
+
+
+def gdal_http_options() -> dict[str, str]:
+    """GDAL's HTTP time-outs from the ``http_timeout`` setting, so a silent server cannot hang a read."""
+    seconds = config.get("http_timeout")
+    return {
+        "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(seconds))),
+        "GDAL_HTTP_TIMEOUT": str(max(1, round(seconds))),
+        "GDAL_HTTP_MAX_RETRY": "0",
+    }
 
 
 def _describe(name: str, path: str, resampling: str) -> Source:
     path = os.fspath(path)
-    is_local = not path.startswith("/vsi") and "://" not in path
-    size = mtime = None
-    if is_local:
+    size = mtime = remote = None
+    if not is_remote(path):
         if not os.path.exists(path):
             raise SourceError(f"Source {name!r}: the file {path} does not exist; check the path.")
         path = os.path.abspath(path)
         stat = os.stat(path)
         size, mtime = stat.st_size, stat.st_mtime_ns
+    else:
+        try:
+            remote = remote_identity(path, config.get("http_timeout"))
+        except TimeoutError:
+            raise SourceError(_no_answer(name, path)) from None
     try:
-        with rasterio.open(path) as ds:
+        with rasterio.Env(**gdal_http_options()), rasterio.open(path) as ds:
             return Source(
                 name=name,
                 path=path,
@@ -244,13 +348,23 @@ def _describe(name: str, path: str, resampling: str) -> Source:
                 resampling=resampling,
                 size=size,
                 mtime_ns=mtime,
+                remote=remote,
             )
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unknown error"
+        if is_remote(path) and re.search(r"timed? ?out|timeout", reason, re.IGNORECASE):
+            raise SourceError(_no_answer(name, path)) from None
         raise SourceError(
             f"Source {name!r}: {path} is not a raster GDAL can read ({reason}); check that it is a GeoTIFF "
             "or another GDAL format."
         ) from None
+
+
+def _no_answer(name: str, path: str) -> str:
+    return (
+        f"Source {name!r}: {path} did not answer within {config.get('http_timeout'):g} s; check the URL, "
+        "or raise the time-out with %condor_config http_timeout=SECONDS."
+    )
 
 
 def _explicit_grid(crs, res, bounds) -> Grid:

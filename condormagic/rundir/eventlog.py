@@ -1,8 +1,9 @@
 """The HTCondor job event log: written by the local backend, read for every run.
 
 The writer produces the text a real schedd writes (see the recorded logs in the
-project's tests); the reader goes through ``htcondor2.JobEventLog`` and keeps its
-place, so a refresh reads only the events that arrived since the last one.
+project's tests) and needs no bindings; the reader goes through ``htcondor2.JobEventLog``
+(imported on its first read) and keeps its place, so a refresh reads only the events
+that arrived since the last one.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-# Event type numbers, as in htcondor2.JobEventType; kept here so that the local
-# runner can write events without importing the bindings.
+# Event type numbers, as in htcondor2.JobEventType, so that writing needs no bindings.
 SUBMIT, EXECUTE, EVICTED, TERMINATED, IMAGE_SIZE, ABORTED, HELD, RELEASED = 0, 1, 4, 5, 6, 9, 12, 13
 
 IDLE, RUNNING, COMPLETED, FAILED, HELD_STATE, REMOVED = "idle", "running", "completed", "failed", "held", "removed"
 STATES = (IDLE, RUNNING, COMPLETED, FAILED, HELD_STATE, REMOVED)
-TERMINAL = (COMPLETED, FAILED, REMOVED)
 
 _HOST = socket.gethostname().split(".")[0] or "localhost"
 _USAGE = "Usr 0 00:00:00, Sys 0 00:00:00"
@@ -185,6 +184,8 @@ class EventLogReader:
         self.path = os.fspath(path)
         self.procs: dict[tuple[int, int], ProcState] = {}
         self.n_events = 0
+        # The procs that gained events since the caller last emptied this set.
+        self.touched: set[tuple[int, int]] = set()
         self._log = None
 
     def update(self) -> int:
@@ -250,6 +251,7 @@ class EventLogReader:
         else:
             return  # types a reader does not use (file transfer, shadow exceptions...)
         st.history.append(st.state)
+        self.touched.add(key)
 
     @staticmethod
     def _stop(st: ProcState, when: float) -> None:

@@ -1,9 +1,9 @@
 """The job graph as a widget: cluster, jobs and each job's inputs, drawn over the tile map.
 
 ``%%condor`` (and ``--dry-run``) shows it in a kernel; frontends without widgets keep the
-HTML of :func:`condormagic.graph.html.graph_html`. Everything that grows with the graph is
+HTML of :func:`condormagic.display.graphhtml.graph_html`. Everything that grows with the graph is
 drawn once (the tile map: one SVG rect per tile, or one PNG pixel per tile above
-:data:`~condormagic.widgets.monitor.SVG_MAX_TILES`) or paged (the job picker); picking a job
+:data:`~condormagic.display.tilemap.SVG_MAX_TILES`) or paged (the job picker); picking a job
 redraws only a small overlay and that job's inputs, so 10,000 jobs cost milliseconds.
 """
 
@@ -15,12 +15,14 @@ from itertools import chain
 
 import ipywidgets as widgets
 import numpy as np
+from rasterio.windows import Window
 
-from ..graph.html import _bounds, graph_html, graph_text
-from ..graph.jobs import JobGraph
-from ..graph.sources import Sources
+from ..tiling.jobs import JobGraph
+from ..tiling.sources import Sources
 from .cards import FONT, MUTED
-from .monitor import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
+from .coords import format_bounds
+from .graphhtml import graph_html, graph_text
+from .tilemap import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
 
 PAGE_SIZE = 50  # jobs listed in the picker at a time
 TILES_LISTED = 20  # tiles of one job listed with their windows
@@ -55,8 +57,7 @@ class GraphView(widgets.VBox):
         self.page_size = page_size
         self.n_jobs = graph.n_jobs
         n = len(graph.tiles)
-        corners = chain.from_iterable((t.row_off, t.col_off, t.height, t.width) for t in graph.tiles)
-        self.tiles = np.fromiter(corners, dtype=np.int64, count=4 * n).reshape(n, 4)
+        self.tiles = graph.tiles.array()
         self.tile_job = np.full(n, -1, dtype=np.int64)
         sizes = np.fromiter(map(len, graph.jobs), dtype=np.int64, count=self.n_jobs)
         flat = np.fromiter(chain.from_iterable(graph.jobs), dtype=np.int64, count=int(sizes.sum()))
@@ -156,10 +157,10 @@ class GraphView(widgets.VBox):
             )
         palette = np.array([_rgba(c) for c in PALETTE] + [[0, 0, 0, 0]], dtype=np.uint8)
         codes = np.where(self.tile_job >= 0, self.tile_job % len(PALETTE), len(PALETTE))
-        size = max(1, int(self.src.tile))
+        size = (self.graph.tiles.tile_rows, self.graph.tiles.tile_cols)
         data, (rows, cols) = tiles_png(self.tiles, size, palette[codes])
         # The lattice's full extent: each PNG pixel falls exactly on its tile (edge tiles are cut by the SVG).
-        w, h = cols * size * self.scale, rows * size * self.scale
+        w, h = cols * size[1] * self.scale, rows * size[0] * self.scale
         return (
             f'<image class="cm-tiles-png" href="data:image/png;base64,{data}" x="0" y="0" width="{w:.2f}" '
             f'height="{h:.2f}" preserveAspectRatio="none" style="image-rendering:pixelated"><title>{n} tiles, '
@@ -214,13 +215,14 @@ class GraphView(widgets.VBox):
                 read = (
                     f'<div class="cm-read-window" style="margin-left:1.2em">read with halo {src.halo}: '
                     f"rows {hr}:{hr + hh}, cols {hc}:{hc + hw} &middot; "
-                    f'<span style="white-space:nowrap">{_bounds(grid, hr, hc, hh, hw)}</span></div>'
+                    f'<span style="white-space:nowrap">{format_bounds(grid, Window(hc, hr, hw, hh))}</span></div>'
                 )
+            place = format_bounds(grid, Window(col, row, w, h))
             rows.append(
                 f'<details class="cm-tile-inputs" data-tile="{t}"{" open" if k < 3 else ""}>'
                 f"<summary>tile {t} &middot; {where}</summary>"
                 f'<div style="margin-left:1.2em">window {where} ({h} &times; {w} px)</div>'
-                f'<div style="margin-left:1.2em">map {_bounds(grid, row, col, h, w)}</div>{read}</details>'
+                f'<div style="margin-left:1.2em">map {place}</div>{read}</details>'
             )
         if len(tiles) > TILES_LISTED:
             rows.append(f'<div style="{MUTED}">&hellip; {len(tiles) - TILES_LISTED} more tiles</div>')

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ipywidgets as widgets
 
-from ..runs import list_runs
+from ..voila import in_voila
 from .cards import FONT, runs_html
 from .monitor import Monitor
 
 
 class Dashboard(widgets.VBox):
-    """``cm.dashboard()`` / ``%condor_dashboard``: the runs table, a run picker, and the picked run's monitor."""
+    """``cm.dashboard()`` / ``%condor_dashboard``: the runs table, a run picker, and the picked run's monitor.
 
-    def __init__(self, root=None):
-        self.root = root
+    ``list_runs`` gives the runs to show, newest first; it is called again by the reload button.
+    """
+
+    def __init__(self, list_runs: Callable[[], list]):
+        self.list_runs = list_runs
         self.table = widgets.HTML()
         self.picker = widgets.Dropdown(description="open", layout=widgets.Layout(width="420px"))
         self.reload_button = widgets.Button(description="reload", icon="refresh", tooltip="list the runs again")
@@ -26,7 +31,7 @@ class Dashboard(widgets.VBox):
         self.reload()
 
     def reload(self) -> None:
-        self.runs = list_runs(self.root)
+        self.runs = self.list_runs()
         if not self.runs:
             self.table.value = f'<div style="{FONT}">No runs yet.</div>'
         else:
@@ -46,12 +51,8 @@ class Dashboard(widgets.VBox):
         if run is None:
             self.monitor_box.children = ()
             return None
-        from ..voila import in_voila
-
         if in_voila():  # a dashboard viewer may look, not steer
-            from .readonly import read_only_monitor
-
-            self.monitor = read_only_monitor(run)
+            self.monitor = Monitor(run, steering=False)
         else:
             self.monitor = Monitor(run)
         self.monitor_box.children = (self.monitor,)
@@ -59,7 +60,3 @@ class Dashboard(widgets.VBox):
 
     def _on_pick(self, change) -> None:
         self.show_run(change["new"])
-
-
-def dashboard(root=None) -> Dashboard:
-    return Dashboard(root)

@@ -12,7 +12,7 @@ from html import escape
 
 import ipywidgets as widgets
 
-from ..eventlog import COMPLETED
+from ..rundir.state import COMPLETED
 from .cards import FONT, MUTED, age, progress_html
 from .monitor import Monitor
 
@@ -57,18 +57,3 @@ def dashboard_view(run, actions: bool = False):
     box = widgets.VBox(children, layout=widgets.Layout(padding="4px"))
     box.add_class("cm-dashboard-run")
     return box
-
-
-class DashboardRun:
-    """What ``%%condor`` returns under Voilà: displays as :func:`dashboard_view`; ``.run`` is the run."""
-
-    def __init__(self, run, actions: bool = False):
-        self.run, self.actions = run, actions
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(dashboard_view(self.run, self.actions))
-
-    def __repr__(self) -> str:
-        return repr(self.run)

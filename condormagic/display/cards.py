@@ -1,11 +1,16 @@
-"""A run's status as a compact HTML card: what a notebook shows for a ``Run``."""
+"""A run as text and as compact HTML: the card a notebook keeps, the CLI's lines, the runs table.
+
+Plain strings only (no widgets), so the command line and frontends without widgets use them too.
+"""
 
 from __future__ import annotations
 
 import time
 from html import escape
 
-from ..eventlog import STATES
+from ..errors import CondorMagicError
+from ..rundir.state import STATES
+from ..voila import NOT_COMPUTED
 
 COLOURS = {
     "idle": "#9e9e9e",
@@ -76,7 +81,7 @@ def run_card(run, note: str | None = None) -> str:
     cluster = f" &middot; cluster {', '.join(map(str, run.clusters))}" if run.clusters else ""
     opts = run.options
     resources = f"{opts['cpus']} cpu, {opts['mem']} MB" + (f", {opts['gpus']} gpu" if opts.get("gpus") else "")
-    output = run.output
+    output, problem = output_or_problem(run)
     metrics = run.metrics
     rows = [
         f"<b>{escape(run.name)}</b> <code>{escape(run.id)}</code> on <b>{escape(run.backend)}</b>{cluster}"
@@ -87,6 +92,8 @@ def run_card(run, note: str | None = None) -> str:
         rows.insert(0, f"<i>{escape(note)}</i>")
     if output:
         rows.append(f"output <code>{escape(output)}</code>")
+    elif problem:
+        rows.append(f'<span style="color:{COLOURS["failed"]}">{escape(problem)}</span>')
     else:
         rows.append(f'<span style="opacity:.7">run directory <code>{escape(str(run.path))}</code></span>')
     if metrics:
@@ -108,17 +115,44 @@ def run_text(run, note: str | None = None) -> str:
     cluster = f" cluster {', '.join(map(str, run.clusters))}" if run.clusters else ""
     parts.append(f"{run.name} ({run.id}) on {run.backend}{cluster}: {run.n_jobs} jobs")
     parts.append("  " + ", ".join(f"{s} {n}" for s, n in counts.items() if n))
-    output = run.output
+    output, problem = output_or_problem(run)
     parts.append(f"  output: {output}" if output else f"  run directory: {run.path}")
+    if problem:
+        parts.append(f"  {problem}")
     for j in run.jobs(refresh=False):
         if j.state in ("failed", "held") and j.reason:
             parts.append(f"  Job#{j.job} {j.state}: {j.reason}")
     return "\n".join(p for p in parts if p)
 
 
+def output_or_problem(run) -> tuple[str | None, str | None]:
+    """The run's output, or the sentence saying why its tiles make none."""
+    try:
+        return run.output, None
+    except CondorMagicError as exc:
+        return None, str(exc)
+
+
 def age(seconds_since_epoch: float) -> str:
-    delta = max(0, time.time() - seconds_since_epoch)
+    """``3 min ago``; a time ahead of this machine's clock says so rather than ``0 s ago``."""
+    delta = time.time() - seconds_since_epoch
+    if delta < -60:
+        return f"in {_span(-delta)} (its clock is ahead of this machine's)"
+    return f"{_span(max(0.0, delta))} ago"
+
+
+def _span(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if delta >= size:
-            return f"{delta / size:.0f} {unit} ago"
-    return f"{delta:.0f} s ago"
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def not_computed_html() -> str:
+    """The one friendly sentence a dashboard shows for a result nobody has computed yet (the
+    reason, which may name files and magics, is not shown to the viewer)."""
+    return (
+        '<div class="cm-not-computed" style="font-family:var(--jp-ui-font-family,sans-serif);'
+        "font-size:14px;padding:12px 16px;border-left:4px solid #9e9e9e;"
+        f'background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-ui-font-color1,#222)">{NOT_COMPUTED}</div>'
+    )

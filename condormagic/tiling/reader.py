@@ -16,40 +16,8 @@ from rasterio.io import MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .contract import Img
 from .grid import Grid
-
-
-class Img(Sequence):
-    """The arrays a function receives for one tile, in declaration order.
-
-    ``img[0]`` and ``img["dem1"]`` are the same array. ``img.window`` is the window
-    of the target grid that was read (halo included) and ``img.transform`` its
-    affine transform, for functions that need coordinates.
-    """
-
-    def __init__(self, names: Sequence[str], arrays: Sequence[np.ndarray], window: Window, transform: Affine):
-        self.names = tuple(names)
-        self._arrays = list(arrays)
-        self.window = window
-        self.transform = transform
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            try:
-                return self._arrays[self.names.index(key)]
-            except ValueError:
-                raise KeyError(f"{key!r} is not a source; the sources are {', '.join(self.names)}") from None
-        return self._arrays[key]
-
-    def __len__(self) -> int:
-        return len(self._arrays)
-
-    def keys(self) -> tuple[str, ...]:
-        return self.names
-
-    def __repr__(self) -> str:
-        shapes = ", ".join(f"{n}: {a.dtype}{list(a.shape)}" for n, a in zip(self.names, self._arrays, strict=True))
-        return f"<Img {shapes}>"
 
 
 def parse_nodata(value) -> float | None:

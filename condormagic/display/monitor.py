@@ -8,22 +8,19 @@ settles; widget updates from a thread reach the browser through ipykernel's iopu
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 import traceback
 from html import escape
 
 import ipywidgets as widgets
-import numpy as np
 
-from ..eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES
-from ..runs import Run
+from ..errors import CondorMagicError
+from ..rundir.state import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, is_settled
 from .cards import COLOURS, FONT, MUTED, progress_html
+from .tilemap import TileMap
 
 PAGE_SIZE = 15
-SVG_MAX_TILES = 2500  # above this, the tile map is a PNG (one pixel per tile), not one rect per tile
-MAP_WIDTH = 420
 LOG_LIMIT = 20000  # characters of a log shown (its tail)
 
 
@@ -38,100 +35,6 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
 
 
-class TileMap:
-    """The grid's footprint with every tile coloured by its job's state."""
-
-    def __init__(self, manifest: dict, width: int = MAP_WIDTH):
-        grid = manifest["grid"]
-        self.gw, self.gh = grid["width"], grid["height"]
-        self.tiles = np.asarray(manifest["tiles"], dtype=np.int64).reshape(-1, 4)  # row, col, height, width
-        self.tile_job = np.full(len(self.tiles), -1, dtype=np.int64)
-        for job, tiles in enumerate(manifest["jobs"]):
-            self.tile_job[tiles] = job
-        self.scale = width / max(self.gw, self.gh)
-        self.width, self.height = max(1, round(self.gw * self.scale)), max(1, round(self.gh * self.scale))
-        self._last = None
-        self._html = ""
-        size = int(manifest.get("tile") or (self.tiles[0, 2] if len(self.tiles) else 1))
-        self.size = max(1, size)
-
-    def html(self, job_states: list[str]) -> str:
-        index = {s: i for i, s in enumerate(STATES)}
-        codes = np.array([index[s] for s in job_states], dtype=np.int8)
-        tile_codes = np.where(self.tile_job >= 0, codes[np.clip(self.tile_job, 0, None)], -1)
-        key = tile_codes.tobytes()
-        if key == self._last:
-            return self._html
-        self._last = key
-        self._html = self._svg(tile_codes) if len(self.tiles) <= SVG_MAX_TILES else self._png(tile_codes)
-        return self._html
-
-    def _svg(self, codes: np.ndarray) -> str:
-        states = [STATES[code] if code >= 0 else "skipped" for code in codes.tolist()]
-        jobs = self.tile_job.tolist()
-        rects = tile_rects(
-            self.tiles.tolist(),
-            self.scale,
-            [COLOURS.get(state, "none") for state in states],
-            [
-                f'data-tile="{i}" data-job="{job}" data-state="{state}"'
-                for i, (job, state) in enumerate(zip(jobs, states, strict=True))
-            ],
-            [
-                f"tile {i} &#183; Job#{job} &#183; {state}"
-                for i, (job, state) in enumerate(zip(jobs, states, strict=True))
-            ],
-        )
-        return tilemap_svg(rects, self.width, self.height, len(codes))
-
-    def _png(self, codes: np.ndarray) -> str:
-        """Many tiles: one pixel per tile on the tile lattice, drawn pixelated."""
-        palette = np.array([[int(COLOURS[s][i : i + 2], 16) for i in (1, 3, 5)] + [255] for s in STATES] + [[0] * 4])
-        data, _ = tiles_png(self.tiles, self.size, palette[codes])
-        counts = np.bincount(codes[codes >= 0], minlength=len(STATES))
-        title = ", ".join(f"{s} {n}" for s, n in zip(STATES, counts.tolist(), strict=True) if n)
-        return (
-            f'<img class="cm-tilemap" src="data:image/png;base64,{data}" width="{self.width}" height="{self.height}" '
-            f'title="{len(codes)} tiles: {title}" style="image-rendering:pixelated;display:block">'
-        )
-
-
-def tile_rects(tiles: list, scale: float, fills: list[str], attrs: list[str], titles: list[str]) -> str:
-    """One SVG ``rect.cm-tile`` per tile (``[row, col, height, width]`` in grid pixels, times ``scale``)."""
-    s = scale
-    return "".join(
-        f'<rect class="cm-tile" {attr} x="{col * s:.2f}" y="{row * s:.2f}" width="{w * s:.2f}" '
-        f'height="{h * s:.2f}" fill="{fill}"><title>{title}</title></rect>'
-        for (row, col, h, w), fill, attr, title in zip(tiles, fills, attrs, titles, strict=True)
-    )
-
-
-def tilemap_svg(body: str, width: int, height: int, n_tiles: int, over: str = "") -> str:
-    """The tile map's SVG: the grid's dashed footprint, the tiles (``body``), then ``over`` drawn on top."""
-    return (
-        f'<svg class="cm-tilemap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" style="display:block">'
-        '<rect width="100%" height="100%" fill="none" stroke="var(--jp-border-color1,#999)" '
-        'stroke-dasharray="3 2"/>'
-        f'<g stroke="var(--jp-layout-color0,#fff)" stroke-width="{0.5 if n_tiles > 400 else 1}">'
-        + body
-        + "</g>"
-        + over
-        + "</svg>"
-    )
-
-
-def tiles_png(tiles: np.ndarray, size: int, rgba: np.ndarray) -> tuple[str, tuple[int, int]]:
-    """Base64 PNG with one pixel per tile on the tile lattice (``rgba`` per tile); and its (rows, cols)."""
-    from .mapview import png_bytes
-
-    rows = tiles[:, 0] // size
-    cols = tiles[:, 1] // size
-    img = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1, 4), dtype=np.uint8)
-    img[rows, cols] = rgba
-    return base64.b64encode(png_bytes(img.transpose(2, 0, 1))).decode(), img.shape[:2]
-
-
 class Monitor(widgets.VBox):
     """A live view of a run: ``Monitor(run)``; shown by ``%%condor``, ``%condor_status NAME`` and ``run``.
 
@@ -141,7 +44,7 @@ class Monitor(widgets.VBox):
 
     def __init__(
         self,
-        run: Run,
+        run,
         interval: float = 1.0,
         page_size: int = PAGE_SIZE,
         autostart: bool = True,
@@ -151,7 +54,7 @@ class Monitor(widgets.VBox):
         self.steering = steering
         # Its own handle on the run directory: the refresh thread never shares an event-log reader
         # with the kernel's Run, which the user may be waiting on in another cell.
-        self._run = Run(run.path)
+        self._run = run.reopen()
         self.interval = interval
         self.page_size = page_size
         self.counts: dict[str, int] = {s: 0 for s in STATES}
@@ -233,8 +136,9 @@ class Monitor(widgets.VBox):
     def refresh(self) -> int:
         """Read new events and redraw; return the number of new events."""
         with self._lock:
-            new = self._run.refresh()
+            before = self._run.state.n_events
             jobs = self._jobs()
+            new = self._run.state.n_events - before
             self.jobs_list = jobs
             self.job_states = [j.state for j in jobs]
             counts = dict.fromkeys(STATES, 0)
@@ -246,33 +150,19 @@ class Monitor(widgets.VBox):
         return new
 
     def _jobs(self) -> list:
-        """Every job's state, re-deriving only the jobs whose latest attempt gained events (and running ones)."""
-        run = self._run
-        latest: dict[int, tuple[int, int]] = {}
-        for cluster in sorted(run._clusters):
-            for proc, job in enumerate(run._clusters[cluster]["jobs"]):
-                latest[job] = (cluster, proc)
-        procs = run._reader.procs
-        signature = []
-        for job in range(run.n_jobs):
-            key = latest.get(job)
-            st = procs.get(key) if key else None
-            signature.append((key, len(st.history) if st else -1))
-        previous = getattr(self, "_signature", None)
+        """Every job's state, re-deriving only the jobs that changed since the last refresh."""
+        changed = self._run.poll()
         cached = getattr(self, "jobs_list", None)
-        if previous is None or cached is None:
-            jobs = run.jobs(refresh=False)
-        else:
-            changed = [j for j in range(run.n_jobs) if signature[j] != previous[j] or cached[j].state == RUNNING]
-            jobs = list(cached)
-            for js in run.jobs(refresh=False, only=changed) if changed else ():
-                jobs[js.job] = js
-        self._signature = signature
+        if cached is None:
+            return self._run.jobs(refresh=False)
+        jobs = list(cached)
+        for js in self._run.jobs(refresh=False, only=changed) if changed else ():
+            jobs[js.job] = js
         return jobs
 
     @property
     def settled(self) -> bool:
-        return self.counts[IDLE] == 0 and self.counts[RUNNING] == 0
+        return is_settled(self.counts)
 
     @property
     def complete(self) -> bool:
@@ -326,16 +216,9 @@ class Monitor(widgets.VBox):
         resources = f"{opts.get('cpus')} cpu, {opts.get('mem')} MB" + (
             f", {opts['gpus']} gpu" if opts.get("gpus") else ""
         )
-        procs = run._reader.procs.values()
-        if self.settled:
-            ends = [p.ended for p in procs if p.ended]
-            end = max(ends) if ends else time.time()
-        else:
-            end = time.time()
-        if getattr(self, "_begin", None) is None:
-            starts = [p.submitted for p in procs if p.submitted]
-            self._begin = min(starts) if starts else None
-        begin = self._begin or run.created or self._started
+        first, last = run.timeline()
+        end = (last or time.time()) if self.settled else time.time()
+        begin = first or run.created or self._started
         elapsed = max(0.0, end - begin)
         done_tiles = all_tiles = left = 0
         for j in jobs:
@@ -352,7 +235,7 @@ class Monitor(widgets.VBox):
             eta = _duration(left / rate)
         else:
             eta = "&ndash;"
-        cluster = ", ".join(map(str, run.clusters)) or "&ndash;"
+        cluster = ", ".join(map(str, sorted(run.state.clusters))) or "&ndash;"
         state = "settled" if self.settled else "running"
         live = "" if self.settled else ' <span style="color:#1e88e5">&#9679; live</span>'
         return (
@@ -442,7 +325,7 @@ class Monitor(widgets.VBox):
             return
         with self._lock:
             out, err = self._run.logs(job)
-            js = self._run.jobs(refresh=False)[job]
+            (js,) = self._run.jobs(refresh=False, only=[job])
         pre = (
             "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;"
             "background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-content-font-color1,#222);"
@@ -510,7 +393,13 @@ class Monitor(widgets.VBox):
             )
             return
         run = self._run
-        output = run.output
+        try:
+            output = run.output
+        except CondorMagicError as exc:
+            self.result.children = (
+                widgets.HTML(f'<div style="{FONT};color:{COLOURS[FAILED]}">{escape(str(exc))}</div>'),
+            )
+            return
         metrics = run.metrics
         lines = [f"<b>Completed.</b> output <code>{escape(str(output))}</code>"]
         if metrics:
@@ -525,7 +414,7 @@ class Monitor(widgets.VBox):
         self.result.children = tuple(children)
 
 
-def display_bundle(run: Run) -> dict:
+def display_bundle(run) -> dict:
     """What ``display`` sends for a run: in a kernel, the monitor, with the HTML card and text as fallbacks.
 
     Frontends that render widgets (JupyterLab, Voila) show the monitor; others (nbconvert,
