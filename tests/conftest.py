@@ -1,7 +1,9 @@
-"""Shared fixtures: a private runs directory, a GeoTIFF writer, and the copied test rasters."""
+"""Shared fixtures: a private runs directory, a GeoTIFF writer, the copied test rasters, and a real HTCondor pool."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,32 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 def testdata() -> Path:
     """The folder of real rasters copied from the rasterio project (see data/README.md)."""
     return DATA
+
+
+@pytest.fixture(scope="session")
+def htcondor_pool(request):
+    """A real one-machine HTCondor pool for the session (see ``htcondor_pool.py``).
+
+    Skipped where no HTCondor installation is found, unless ``CONDORMAGIC_REQUIRE_HTCONDOR=1``.
+    The pool's directory is kept when a test failed, for its daemon logs.
+    """
+    from htcondor_pool import HTCondorPool, NoInstallation, find_installation
+
+    try:
+        installation = find_installation()
+    except NoInstallation as exc:
+        if os.environ.get("CONDORMAGIC_REQUIRE_HTCONDOR", "") not in ("", "0"):
+            pytest.fail(f"CONDORMAGIC_REQUIRE_HTCONDOR is set, but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    pool = HTCondorPool.start(installation)
+    yield pool
+    pool.stop()
+    if not request.session.testsfailed:
+        pool.remove()
+
+
+@pytest.fixture
+def pool_tmp(htcondor_pool, request) -> Path:
+    """A fresh directory owned by the pool user, which it can reach (unlike root's ``tmp_path``)."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+    return htcondor_pool.make_user_dir(tempfile.mkdtemp(prefix=f"{name}-", dir=htcondor_pool.scratch))
