@@ -437,7 +437,7 @@ class _Scene:
             if self.nodes_x.min() < east + 1.5 * length and self.nodes_x.max() > east - 1.5 * length:
                 cls[((x - east) / length) ** 2 + ((along - north) / width) ** 2 + shore < 1] = WATER
         self.cls = cls
-        self.index = {c: np.flatnonzero(cls == c) for c in range(9)}
+        self.index = {c: np.flatnonzero(cls == c).astype(np.int32) for c in range(9)}
         # Texture that does not change: tree crowns, furrows (a few percent, granule-specific).
         rng = np.random.default_rng([seed, granule.epsg, 1])
         self.texture = 1 + 0.005 * rng.standard_normal((n, n), dtype=np.float32)
@@ -847,13 +847,16 @@ def _item(index: int, granule: Granule, sun: tuple[float, float], percentages: d
 def _write_catalog(folder: Path, parameters: dict, records: list) -> None:
     import pystac
 
+    layout = {granule.tile: granule.epsg for _, granule, _, _ in records}
+    tiles = " and ".join(f"{tile} (EPSG:{epsg})" for tile, epsg in layout.items())
+
     catalog = pystac.Catalog(
         id="sentinel-2-l2a-synthetic",
         title="Sentinel-2 L2A-like scenes either side of the UTM 32N/33N boundary (synthetic)",
         description=(
-            "Synthetic Sentinel-2 Level-2A granules 32TQS (EPSG:32632) and 33TTM (EPSG:32633) in the Puster "
-            f"valley, {len(DATES)} passes of relative orbit {RELATIVE_ORBIT} from {DATES[0]:%Y-%m-%d} to "
-            f"{DATES[-1]:%Y-%m-%d}: B02, B03, B04, B08 at 10 m and SCL at 20 m, made by examples/make_s2_data.py."
+            f"Synthetic Sentinel-2 Level-2A granules {tiles} in the Puster valley, {len(DATES)} passes of "
+            f"relative orbit {RELATIVE_ORBIT} from {DATES[0]:%Y-%m-%d} to {DATES[-1]:%Y-%m-%d}: B02, B03, B04, "
+            "B08 at 10 m and SCL at 20 m, made by examples/make_s2_data.py."
         ),
         extra_fields={GENERATOR_KEY: parameters},
     )
