@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pystac
+import pystac.validation
 import pytest
 import rasterio
 from pystac.extensions.eo import EOExtension
@@ -49,6 +50,9 @@ def test_catalog_is_self_contained_and_walks(catalog_path, s2):
     assert pystac.CatalogType.determine_type(on_disk) == pystac.CatalogType.SELF_CONTAINED
     walked = [item for _, _, found in catalog.walk() for item in found]
     assert len(walked) == 2 * len(s2.DATES) and len(s2.DATES) >= 8
+    # The core STAC schemas, which pystac has locally (the extensions' would be downloaded).
+    for stac_object in (catalog, *walked):
+        pystac.validation.validate_dict(stac_object.to_dict(include_self_link=False), extensions=[])
     # Every link and asset href is relative: nothing in the JSON names the folder it was made in.
     folder = catalog_path.parent
     for path in folder.rglob("*.json"):
