@@ -270,7 +270,11 @@ def submit(func: Callable, sources: Sources, force: bool = False, check: bool = 
 
 
 def submit_plan(p: Plan, force: bool = False, check: bool = True, dashboard_allowed: bool = False) -> Run:
-    """Attach to the run a :class:`Plan` already made, or check its function and submit it."""
+    """Attach to the run a :class:`Plan` already made, or check its function and submit it.
+
+    Several processes submitting the same plan at once make one run: the first makes it, the
+    others wait for its submission and attach to it.
+    """
     if not force:
         existing = p.existing()
         if existing is not None:
@@ -282,13 +286,30 @@ def submit_plan(p: Plan, force: bool = False, check: bool = True, dashboard_allo
         p.check()
     if p.note:
         print(p.note)
-    graph = p.graph
-    created = time.time()
-    # A forced run, or one whose name a folder already has, gets an id of its own: the time, and
-    # random digits for two submissions in one second.
+    root = settings.runs_dir()
     run_id = p.content_hash
-    if force or (settings.runs_dir() / run_id).exists() or (settings.runs_dir() / run_id).is_symlink():
-        run_id = f"{p.content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
+    # A forced run, or one whose name another folder holds (not one of this user's runs), gets an
+    # id of its own: the time, and random digits for two submissions in one second.
+    if force or (root / run_id).exists() or (root / run_id).is_symlink():
+        run_id = _unique_id(p.content_hash)
+    try:
+        return _submit_new(p, run_id)
+    except FileExistsError:
+        if force:
+            return _submit_new(p, _unique_id(p.content_hash))
+        existing = p.existing()  # another process made it a moment ago: wait for its submission
+        if existing is not None:
+            existing.attached = True
+            return existing
+        return _submit_new(p, _unique_id(p.content_hash))
+
+
+def _unique_id(content_hash: str) -> str:
+    return f"{content_hash}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(3).hex()}"
+
+
+def _submit_new(p: Plan, run_id: str) -> Run:
+    graph = p.graph
     src = p.sources
     manifest = Manifest(
         id=run_id,
@@ -299,7 +320,7 @@ def submit_plan(p: Plan, force: bool = False, check: bool = True, dashboard_allo
         sources=[s.to_dict() for s in src.values()],
         jobs=graph.jobs,
         options=p.options,
-        created=created,
+        created=time.time(),
         code=p.code,
         code_line=p.code_line,
         grid_from=src.grid_from,
@@ -320,8 +341,14 @@ def _default_name(func: Callable) -> str:
 
 
 def run(name_or_id: str) -> Run:
-    """Find a run by id, id prefix, or name (the newest of that name)."""
-    return find_run(name_or_id)
+    """Find a run by id, id prefix, or name (the newest of that name).
+
+    A run whose queued jobs lost their local runner (killed, or the machine restarted) is
+    resumed: a new runner takes them over.
+    """
+    found = find_run(name_or_id)
+    found.watch()
+    return found
 
 
 def runs() -> list[Run]:

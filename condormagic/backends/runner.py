@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rundir import eventlog as ev
-from ..rundir.layout import RunDir, UntrustedRunDir, check_owned, open_nofollow, read_json
+from ..rundir.layout import RunDir, UntrustedRunDir, check_owned, open_nofollow, read_json, write_json_atomic
 from .submitlang import expand_macros, split_arguments
 
 POLL = 0.05
@@ -75,7 +75,9 @@ class Runner:
 
     # -- start-up -----------------------------------------------------------------------
     def recover(self) -> None:
-        """Take over from a runner that stopped: its running procs go back to idle."""
+        """Take over from a runner that stopped (killed, or the machine restarted): the job processes
+        it left are ended, and its running procs go back to idle, to run again."""
+        self._end_orphans()
         reader = ev.EventLogReader(self.layout.events)
         reader.update()
         for (cluster, proc), st in reader.procs.items():
@@ -87,6 +89,21 @@ class Runner:
                 p.state = ev.IDLE
             else:
                 p.state = st.state
+
+    def _end_orphans(self) -> None:
+        """Kill the process groups of the jobs a stopped runner left (checked to be this run's workers)."""
+        try:
+            left = read_json(self.layout.runner_pids).get("procs", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        for pid in left.values():
+            if _is_job_of(int(pid), self.layout):
+                _kill_group(int(pid))
+
+    def note_pids(self) -> None:
+        """Record this runner's pid and its jobs' (read by a runner that takes over after a kill)."""
+        procs = {f"{p.cluster}.{p.proc}": p.popen.pid for p in self.running()}
+        write_json_atomic(self.layout.runner_pids, {"runner": os.getpid(), "procs": procs})
 
     def _cluster(self, cluster: int) -> dict:
         if cluster not in self.clusters:
@@ -181,6 +198,7 @@ class Runner:
         )
         p.files = [out, err]
         p.state, p.slot, p.started, p.peak_kb, p.reported_kb = ev.RUNNING, slot, time.time(), 0, 0
+        self.note_pids()
 
     def stop(self, p: Proc) -> None:
         """Kill a running proc's process group and write the eviction that precedes a hold or a removal."""
@@ -283,6 +301,16 @@ class Runner:
             if p.state == ev.IDLE:
                 self.write(ev.held_event(p.cluster, p.proc, f"The local runner failed: {reason}", RUNNER_FAILED_CODE))
                 p.state = ev.HELD_STATE
+
+
+def _is_job_of(pid: int, layout: RunDir) -> bool:
+    """Whether ``pid`` is a worker of this run (a pid can be reused once its process is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return b"condormagic.worker" in argv and str(layout.path).encode() in argv
 
 
 def _kill_group(pid: int) -> None:

@@ -118,6 +118,11 @@ class RunDir:
         return self.path / "runner.lock"
 
     @property
+    def runner_pids(self) -> Path:
+        """The local runner's process id and those of the jobs it runs, for a runner that takes over."""
+        return self.path / "runner.json"
+
+    @property
     def runner_log(self) -> Path:
         return self.path / "runner.log"
 

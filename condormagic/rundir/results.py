@@ -116,19 +116,27 @@ def _some(tiles: list[int]) -> str:
 
 
 def output_nodata(manifest: Manifest, mosaic: Mosaic, holes: bool) -> float | None:
-    """The output's nodata: ``--nodata``; else NaN for floats; else, for integers with areas no tile
-    covers, the grid source's nodata when it fits, or 0."""
+    """The output's nodata.
+
+    ``--nodata`` if given; else NaN for floats; else, for integers, the grid source's nodata when
+    the output has that source's dtype (a function that passes pixels through keeps their nodata);
+    else, where areas have no tile (skipped by a mask, or the function returned nothing), the grid
+    source's nodata if it fits the dtype, or 0; else none.
+    """
     chosen = manifest.options.get("nodata")
     if chosen is not None:
         return float("nan") if chosen == "nan" else chosen
     if mosaic.dtype.kind == "f":
         return float("nan")
+    source = next((s for s in manifest.sources if s["name"] == manifest.grid_from), None)
+    if source is None and manifest.sources:
+        source = manifest.sources[0]
+    value = source.get("nodata") if source else None
+    usable = value not in (None, "nan") and _fits(value, mosaic.dtype)
+    if usable and np.dtype(source["dtype"]) == mosaic.dtype:
+        return value
     if holes:
-        source = next((s for s in manifest.sources if s["name"] == manifest.grid_from), None)
-        value = source.get("nodata") if source else None
-        if value not in (None, "nan") and _fits(value, mosaic.dtype):
-            return value
-        return 0
+        return value if usable else 0
     return None
 
 
