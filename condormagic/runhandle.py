@@ -243,10 +243,12 @@ class Run:
 
     def _act(self, action: str, jobs, states) -> int:
         _refuse_in_dashboard(f"run.{action}()", self.dashboard_steering)
-        procs = self._procs(jobs, states)
-        if self.backend == "htcondor" and jobs is None:
-            # The schedd's view, not the log's: a hold reaches the log only after the job is vacated.
+        if jobs is None:
+            # Every job of the run the action applies to, as the scheduler sees them when it acts: the
+            # log lags (a hold asked for a moment ago, or a held event that reaches it only once the job
+            # is vacated), so the jobs are not picked from it.
             return self._backend().act(self.layout, self.manifest, action, None)
+        procs = self._procs(jobs, states)
         return self._backend().act(self.layout, self.manifest, action, procs) if procs else 0
 
     def remove(self, jobs=None) -> int:

@@ -139,8 +139,11 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     tiles = manifest.job_tiles(job)
     # As many threads as the job asked CPUs for, but no more than it has tiles or the machine cores.
     threads = max(1, min(int(manifest.options.get("cpus", 1)), len(tiles), os.cpu_count() or 1))
-    for folder in (out.tiles, out.metrics):
-        folder.mkdir(exist_ok=True)
+    try:
+        for folder in (out.tiles, out.metrics):
+            folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise JobFailure(f"cannot write tile {tiles[0].index if tiles else 0}: {exc}", EXIT_WRITE) from None
 
     local = threading.local()
     readers: list[GridReader] = []
@@ -313,11 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     run_dir, job = argv[0], int(argv[1])
     out_dir = argv[2] if len(argv) == 3 else None
-    if out_dir is not None:
-        # HTCondor transfers these back even when the job fails early; missing, they would hold it.
-        for sub in ("tiles", "metrics"):
-            os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     try:
+        if out_dir is not None:
+            # HTCondor transfers these back even when the job fails early; missing, they would hold it.
+            for sub in ("tiles", "metrics"):
+                try:
+                    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+                except OSError as exc:
+                    raise JobFailure(f"cannot write the job's tiles to {out_dir}: {exc}", EXIT_WRITE) from None
         record = run_job(run_dir, job, out_dir)
     except JobFailure as failure:
         sys.stdout.flush()

@@ -62,6 +62,16 @@ def testdata() -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_user():
+    """A second, unprivileged Unix user (see ``users.py``); needs the tests to run as root."""
+    if os.getuid() != 0:
+        pytest.skip("a second Unix user is made only when the tests run as root (as in CI)")
+    from users import OtherUser
+
+    return OtherUser()
+
+
+@pytest.fixture(scope="session")
 def htcondor_pool(request):
     """A real one-machine HTCondor pool for the session (see ``htcondor_pool.py``).
 

@@ -12,6 +12,7 @@ request into ``control/`` and making sure a runner is there to read it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import uuid
 from ..errors import CondorMagicError
 from ..resources import Resources
 from ..rundir.clusters import next_cluster_number, record_cluster
-from ..rundir.layout import DirLock, RunDir, is_locked, write_json_atomic
+from ..rundir.layout import DirLock, RunDir, open_nofollow, write_json_atomic
 from ..rundir.manifest import Manifest
 from .runner import cores
 
@@ -86,7 +87,18 @@ class LocalBackend:
         return cluster
 
     def act(self, layout: RunDir, manifest: Manifest, action: str, procs: list[tuple[int, int]] | None) -> int:
-        """Ask the runner to act on ``procs`` (the runner itself checks each one's state)."""
+        """Ask the runner to act on ``procs``, or on all the run's procs the action applies to when it reads
+        the request (``None``); the runner checks each one's state. Returns how many the log says it
+        applies to now."""
+        if procs is None:
+            from ..rundir.state import RunState
+
+            state = RunState(layout, manifest)
+            state.update()
+            wanted = {"hold": ("idle", "running"), "release": ("held",), "remove": ("idle", "running", "held")}
+            count = sum(1 for j in state.jobs() if j.state in wanted[action])
+            request(layout, {"action": action, "procs": None})
+            return count
         if not procs:
             return 0
         request(layout, {"action": action, "procs": [list(p) for p in procs]})
@@ -98,35 +110,47 @@ class LocalBackend:
     def watch(self, layout: RunDir, manifest: Manifest) -> str | None:
         """Start a runner if the run has queued jobs and none serves it (it was killed, or the machine
         restarted): the new one re-queues the jobs the old one lost."""
-        if is_locked(layout.runner_lock):
-            return None
-        start_runner(layout)
-        return "the local runner had stopped; a new one took over the run's queued jobs"
+        if start_runner(layout):
+            return "the local runner had stopped; a new one took over the run's queued jobs"
+        return None
 
 
 def request(layout: RunDir, message: dict) -> None:
     """Leave a request for the run's runner and make sure one is running.
 
-    The request is written before the runner's lock is looked at, and a runner looks at
-    ``control/`` again after it lets its lock go, so no request is ever left unread.
+    The request is written before a runner is looked for, and a runner looks at ``control/``
+    again after it lets its lock go, so no request is ever left unread.
     """
     layout.control.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
     write_json_atomic(layout.control / name, message)
-    if not is_locked(layout.runner_lock):
-        start_runner(layout)
+    start_runner(layout)
 
 
-def start_runner(layout: RunDir) -> None:
-    """Start a runner, detached from this process; it waits if another one holds the run."""
-    env = dict(os.environ, **dict.fromkeys(RUNNER_THREAD_VARIABLES, "1"))
-    with open(layout.runner_log, "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "condormagic.backends.runner", str(layout.path)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+def start_runner(layout: RunDir) -> bool:
+    """Start a runner, detached from this process, unless one serves the run; return whether one was started.
+
+    The runner's lock is taken here and handed to the new process (it inherits the locked file),
+    so that many requests at once start one runner, not one each.
+    """
+    lock = open_nofollow(layout.runner_lock, "a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a runner holds the run: it reads the request
+        env = dict(os.environ, **dict.fromkeys(RUNNER_THREAD_VARIABLES, "1"))
+        with open(layout.runner_log, "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "condormagic.backends.runner", str(layout.path), str(lock.fileno())],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(lock.fileno(),),
+            )
+        return True
+    finally:
+        lock.close()  # the runner holds the lock through its own copy of the file

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rundir import eventlog as ev
+from ..rundir.clusters import load_clusters
 from ..rundir.layout import RunDir, UntrustedRunDir, check_owned, open_nofollow, read_json, write_json_atomic
 from .submitlang import expand_macros, split_arguments
 
@@ -89,6 +90,20 @@ class Runner:
                 p.state = ev.IDLE
             else:
                 p.state = st.state
+        # A cluster recorded by a submission whose request was lost (its runner was killed first).
+        for cluster in sorted(load_clusters(self.layout)):
+            if self.layout.cluster(cluster).exists() and not any(c == cluster for c, _ in self.procs):
+                self.submitted(cluster)
+
+    def submitted(self, cluster: int) -> None:
+        """Queue the procs of a recorded cluster that the event log does not have yet."""
+        record = self._cluster(cluster)
+        name = json.loads(record["description"]["My.JobBatchName"])
+        for proc in range(len(record["jobs"])):
+            if (cluster, proc) in self.procs:
+                continue  # already in the log
+            p = self._proc(cluster, proc)
+            self.write(ev.submit_event(p.cluster, p.proc, name))
 
     def _end_orphans(self) -> None:
         """Kill the process groups of the jobs a stopped runner left (checked to be this run's workers)."""
@@ -131,30 +146,34 @@ class Runner:
             return []
 
     def handle_requests(self) -> bool:
+        """Act on the requests waiting in ``control/``, oldest first; a request that cannot be read or
+        acted on is said in ``runner.log`` and dropped (the clusters' records, not the requests, say
+        what is submitted)."""
         names = self.pending()
         for path in names:
             try:
                 message = read_json(path)
             except (OSError, ValueError):
                 message = None
-            if isinstance(message, dict):
-                self.handle(message)
             path.unlink(missing_ok=True)
+            if not isinstance(message, dict):
+                print(f"condormagic runner: ignored the unreadable request {path.name}", file=sys.stderr)
+                continue
+            try:
+                self.handle(message)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                print(f"condormagic runner: ignored the request {message!r}: {exc!r}", file=sys.stderr)
         return bool(names)
 
     def handle(self, message: dict) -> None:
         action = message.get("action")
         if action == "submit":
-            record = self._cluster(int(message["cluster"]))
-            name = json.loads(record["description"]["My.JobBatchName"])
-            for proc in range(len(record["jobs"])):
-                if (record["cluster"], proc) in self.procs:
-                    continue  # already in the log: a runner stopped before it could delete this request
-                p = self._proc(record["cluster"], proc)
-                self.write(ev.submit_event(p.cluster, p.proc, name))
+            self.submitted(int(message["cluster"]))
             return
-        for cluster, proc in message.get("procs", []):
-            p = self._proc(int(cluster), int(proc))
+        chosen = message.get("procs")
+        keys = list(self.procs) if chosen is None else [(int(c), int(p)) for c, p in chosen]
+        for cluster, proc in keys:
+            p = self._proc(cluster, proc)
             if p is None:
                 continue
             if action == "hold" and p.state in (ev.IDLE, ev.RUNNING):
@@ -186,16 +205,25 @@ class Runner:
         env["_CONDOR_SCRATCH_DIR"] = str(self.layout.path)
         out = open(expand_macros(d["output"], macros), "ab")
         err = open(expand_macros(d["error"], macros), "ab")
+        try:
+            p.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=expand_macros(d.get("initialdir", str(self.layout.path)), macros),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            out.close()
+            err.close()
+            # As HTCondor holds a job whose executable cannot be run (code 6, the errno as subcode).
+            reason = f"Error from slot1_{slot}: Failed to execute '{argv[0]}': {exc.strerror or exc}"
+            self.write(ev.held_event(p.cluster, p.proc, reason, 6, exc.errno or 0))
+            p.state = ev.HELD_STATE
+            return
         self.write(ev.execute_event(p.cluster, p.proc, f"slot1_{slot}", p.cpus, p.memory_mb, str(self.layout.path)))
-        p.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=env,
-            cwd=expand_macros(d.get("initialdir", str(self.layout.path)), macros),
-            start_new_session=True,
-        )
         p.files = [out, err]
         p.state, p.slot, p.started, p.peak_kb, p.reported_kb = ev.RUNNING, slot, time.time(), 0, 0
         self.note_pids()
@@ -249,7 +277,7 @@ class Runner:
                         p.cluster,
                         p.proc,
                         f"Error from slot1_{p.slot or 1}: Job has gone over memory limit of {p.memory_mb} megabytes. "
-                        f"Peak usage: {p.peak_kb // 1024} megabytes. Consider resubmitting with a higher "
+                        f"Peak usage: {(p.peak_kb + 1023) // 1024} megabytes. Consider resubmitting with a higher "
                         "request_memory.",
                         34,
                     )
@@ -273,9 +301,10 @@ class Runner:
                 break
             slot = next(i for i in range(1, len(busy) + 2) if i not in busy)
             self.start(p, slot)
-            running.append(p)
-            busy.add(slot)
-            used += p.cpus
+            if p.state == ev.RUNNING:
+                running.append(p)
+                busy.add(slot)
+                used += p.cpus
 
     def queued(self) -> bool:
         return any(p.state in (ev.IDLE, ev.RUNNING) for p in self.procs.values())
@@ -293,14 +322,20 @@ class Runner:
             time.sleep(POLL)
 
     def fail(self, reason: str) -> None:
-        """The runner cannot go on: hold every queued proc with the reason, so status and monitor say it."""
+        """The runner cannot go on: hold every queued proc with the reason, so status and monitor say it,
+        and the procs of recorded clusters that never reached the log (the status would wait for them)."""
+        held = " ".join(f"The local runner failed: {reason}".split())
         for p in list(self.procs.values()):
             if p.state == ev.RUNNING and p.popen is not None:
                 self.stop(p)
                 p.state = ev.IDLE
             if p.state == ev.IDLE:
-                self.write(ev.held_event(p.cluster, p.proc, f"The local runner failed: {reason}", RUNNER_FAILED_CODE))
+                self.write(ev.held_event(p.cluster, p.proc, held, RUNNER_FAILED_CODE))
                 p.state = ev.HELD_STATE
+        for cluster, record in load_clusters(self.layout).items():
+            for proc in range(len(record.jobs)):
+                if (cluster, proc) not in self.procs:
+                    self.write(ev.held_event(cluster, proc, held, RUNNER_FAILED_CODE))
 
 
 def _is_job_of(pid: int, layout: RunDir) -> bool:
@@ -332,6 +367,8 @@ def rss_kb(pid: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``RUN_DIR [LOCK_FD]``: serve the run; ``LOCK_FD`` is ``runner.lock``, already locked by whoever started
+    this runner (see :func:`condormagic.backends.local.start_runner`), so that only one runner ever starts."""
     argv = sys.argv[1:] if argv is None else argv
     layout = RunDir(argv[0])
     try:
@@ -339,20 +376,28 @@ def main(argv: list[str] | None = None) -> int:
     except UntrustedRunDir as exc:
         print(f"condormagic runner: {exc}", file=sys.stderr)
         return 1
+    lock = os.fdopen(int(argv[1]), "a") if len(argv) > 1 else open_nofollow(layout.runner_lock, "a")
+    if len(argv) == 1:
+        fcntl.flock(lock, fcntl.LOCK_EX)
     while True:
-        # Blocking: a runner that is about to exit finishes first, then this one reads what it left.
-        with open_nofollow(layout.runner_lock, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            runner = Runner(layout)
-            try:
-                runner.serve()
-            except Exception as exc:  # noqa: BLE001 - whatever it was, the run must say so
-                traceback.print_exc()
-                runner.fail(f"{type(exc).__name__}: {exc} (see runner.log)")
-            finally:
-                runner.log.close()
-        # A request left while the lock was held, after the last look, has no runner of its own.
+        runner = Runner(layout)
+        try:
+            runner.serve()
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the run must say so
+            traceback.print_exc()
+            runner.fail(f"{type(exc).__name__}: {exc} (see runner.log)")
+        finally:
+            runner.log.close()
+        lock.close()  # lets the lock go
+        # A request left after the last look, while the lock was held, found a runner and started
+        # none: serve it, unless another runner has taken the lock since.
         if not runner.pending():
+            return 0
+        lock = open_nofollow(layout.runner_lock, "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
             return 0
 
 

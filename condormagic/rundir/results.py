@@ -106,7 +106,7 @@ def plan_mosaic(records: list[dict]) -> Mosaic | None:
             )
         notes.append(
             f"tiles returned {' and '.join(dtypes)}; the output is {dtype} (as NumPy promotes them): "
-            + "; ".join(f"{d} in {_some(t)}" for d, t in dtypes.items())
+            + "; ".join(f"{d} in {'tiles' if len(t) > 1 else 'tile'} {_some(t)}" for d, t in dtypes.items())
         )
     return Mosaic(sorted(written), dtype, count, list(names) or None, notes)
 

@@ -88,6 +88,11 @@ class RunState:
         self.reader.touched.clear()
         # A running job's runtime grows; its record and tiles may appear after its last event.
         changed.update(j for j, key in self._latest.items() if self._proc_state(key) == RUNNING)
+        if self._latest and all(self._proc_state(k) == COMPLETED for k in self._latest.values()):
+            # Every job is done: the tiles are what the mosaic is made of, so look at them afresh
+            # (one listing), in case one went missing after its job ended.
+            self._tiles = None
+            changed.update(self._latest)
         return changed
 
     def _proc_state(self, key) -> str | None:
