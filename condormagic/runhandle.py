@@ -374,7 +374,8 @@ def find_by_content(content_hash: str, root: str | os.PathLike | None = None) ->
     for path in root.glob(f"{content_hash}*"):
         try:
             run = Run(path)
-        except CondorMagicError:
+        except CondorMagicError as exc:
+            _warn([str(exc)])  # someone else's folder with this run's name: never attached to
             continue
         if run.manifest.content_hash != content_hash:
             continue

@@ -18,6 +18,7 @@ from ..errors import CondorMagicError
 from ..runhandle import find_run, list_runs
 from ..tiling import Sources
 from ..tiling import sources as make_sources
+from ..tiling.sources import RESERVED
 from ..voila import in_voila
 from .args import pairs, parse, resource_arguments, words
 from .cell import pick_function
@@ -86,6 +87,12 @@ class CondorMagics(Magics):
         paths = pairs(args.pairs, "a source")
         if not paths:
             raise UsageError("Name at least one source: %condor_sources dem=data/dem.tif [--grid dem] [--tile 1024].")
+        reserved = [name for name in paths if name in RESERVED]
+        if reserved:
+            raise UsageError(
+                f"{reserved[0]!r} cannot name a source: it is an option of %condor_sources ({', '.join(RESERVED)}); "
+                f"name it otherwise, such as {reserved[0]}_src={paths[reserved[0]]}."
+            )
         res = None if args.res is None else (args.res[0] if len(args.res) == 1 else tuple(args.res[:2]))
         try:
             self.sources = make_sources(

@@ -234,9 +234,11 @@ def sources(
         raise SourceError('No sources were given: name each raster, as in cm.sources(dem="dem.tif").')
     for name in paths:
         if not name.isidentifier() or name in RESERVED:
+            better = re.sub(r"\W", "_", name).strip("_") or "src"
+            better = f"{better}_src" if better in RESERVED or better[0].isdigit() else better
             raise SourceError(
                 f"{name!r} cannot name a source: use a Python identifier that is not one of "
-                f"{', '.join(RESERVED)} (the options of cm.sources), such as {name.strip('_') or 'src'}_src."
+                f"{', '.join(RESERVED)} (the options of cm.sources), such as {better}."
             )
     try:
         tile, halo = check_count(tile, "tile"), check_count(halo, "halo", minimum=0)
