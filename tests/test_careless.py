@@ -185,3 +185,10 @@ def test_under_voila_the_python_api_neither_submits_nor_steers_unless_allowed(fo
         assert allowed.complete
     finally:
         cm.configure(dashboard_submit=False)
+
+
+def test_a_run_made_by_a_clock_ahead_of_this_one_does_not_say_zero_seconds_ago():
+    from condormagic.display.cards import age
+
+    assert age(time.time() + 3600) == "in 60 min (its clock is ahead of this machine's)"
+    assert age(time.time() - 90) == "2 min ago"
