@@ -1,17 +1,21 @@
 """Benchmark: the seed's deforestation function over three 8192 x 8192 rasters, three ways.
 
 1. condormagic's local backend, end to end: ``cm.sources`` + ``cm.submit`` (graph, run
-   directory, submit) + ``run.wait()`` (every job) + ``run.output`` (the mosaic COG);
-2. a plain single-process rasterio script: read the whole arrays, compute, write a
-   deflate-compressed, tiled GeoTIFF;
+   directory, submit) + every job + ``run.output`` (the mosaic COG);
+2. a plain single-process rasterio script: read the whole arrays, compute, write the COG;
 3. rioxarray with dask: ``open_rasterio`` in chunks, the same function on the lazy
-   arrays, ``to_raster`` (deflate, tiled) with a lock, computed by dask's threads.
+   arrays, computed by dask's threads, written as the COG.
 
-Each is repeated ``--repeat`` times, interleaved (the order rotates every round), and
-every round checks that the three outputs are equal, so the figures cannot come from
-different work. It prints every time, the median of the per-round ratios, the worker's
-cold start and the per-job overhead of the local backend. Target of issue 2 on a 2-core
-machine: condormagic at most 0.6x the plain script, and faster than rioxarray+dask.
+All three write the same product: a Cloud-Optimized GeoTIFF with overviews, through GDAL's COG
+driver with condormagic's own options (deflate, 512-pixel blocks, all cores); every round checks
+that the three files are equal, full resolution and every overview, so the figures cannot come
+from different work. Each way is repeated ``--repeat`` times, interleaved (the order rotates
+every round). It prints every time with the machine's load, condormagic's time until every tile
+is written (the results readable through ``output.vrt``) apart from its time to the COG, the
+median of the per-round ratios, the worker's cold start (the HTCondor path: a new Python) and
+the local backend's per-job overhead. Targets of issue 15 on a 2-core machine: condormagic at
+most 1.0x rioxarray+dask and at most 0.6x the plain script at 8192, at most 0.85x
+rioxarray+dask at 16384; per-job overhead under 0.03 s; worker cold start at most 0.25 s.
 
 Run ``python bench/deforestation.py [--size 8192] [--repeat 3]``. The inputs are made by
 ``examples/make_deforestation_data.py`` once, into ``--data`` (default: a folder in the
@@ -28,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -62,9 +65,11 @@ def run_condormagic(paths: dict, work: Path, tile: int, cpus: int, tiles_per_job
     src = cm.sources(polygon=paths["polygon"], dem1=paths["dem_2015"], dem2=paths["dem_2000"], grid="dem2", tile=tile)
     run = cm.submit(deforestation, src, cpus=cpus, mem="2GB", name="BENCH", tiles_per_job=tiles_per_job, force=True)
     t1 = time.perf_counter()
-    run.wait()
-    output = run.output
+    while not run.settled:
+        time.sleep(0.02)
     t2 = time.perf_counter()
+    output = run.output
+    t3 = time.perf_counter()
     if output is None:
         raise SystemExit(f"condormagic run {run.path} did not complete: {run.status()}")
     _wait_for_runner(run.path)
@@ -74,7 +79,7 @@ def run_condormagic(paths: dict, work: Path, tile: int, cpus: int, tiles_per_job
         for key in ("read", "compute", "write"):
             timing[key] += data["timing"][key]
         timing["jobs"] += data["seconds"]
-    breakdown = {"submit": t1 - t0, "wait+output": t2 - t1, "n_jobs": run.n_jobs, "in_jobs": timing}
+    breakdown = {"submit": t1 - t0, "tiles": t2 - t0, "cog": t3 - t2, "n_jobs": run.n_jobs, "in_jobs": timing}
     return output, breakdown
 
 
@@ -84,6 +89,27 @@ def _wait_for_runner(run_dir: Path) -> None:
 
     with DirLock(run_dir / "runner.lock"):
         pass
+
+
+def write_cog(path: str, array: np.ndarray, profile: dict) -> None:
+    """The product every way makes: GDAL's COG driver, with condormagic's options for this dtype."""
+    from condormagic.rundir.results import COG_OPTIONS
+
+    options = dict(COG_OPTIONS, overview_resampling="nearest")
+    options.pop("driver")
+    with rasterio.open(
+        path,
+        "w",
+        driver="COG",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype,
+        crs=profile["crs"],
+        transform=profile["transform"],
+        **options,
+    ) as dst:
+        dst.write(array, 1)
 
 
 def run_plain(paths: dict, work: Path) -> str:
@@ -96,14 +122,12 @@ def run_plain(paths: dict, work: Path) -> str:
     ):
         profile = dem2.profile
         result = deforestation([polygon.read(1), dem1.read(1), dem2.read(1)])
-    profile.update(dtype="uint8", nodata=None, compress="deflate", predictor=1, tiled=True)
-    with rasterio.open(out_path, "w", **profile) as dst:
-        dst.write(result, 1)
+    write_cog(out_path, result, profile)
     return out_path
 
 
 def run_rioxarray(paths: dict, work: Path, chunk: int) -> str:
-    """rioxarray + dask: lazy chunked arrays, the same function, a locked parallel write."""
+    """rioxarray + dask: lazy chunked arrays, the same function computed by dask's threads, the COG written."""
     import rioxarray
 
     out_path = str(work / "rioxarray.tif")
@@ -113,9 +137,9 @@ def run_rioxarray(paths: dict, work: Path, chunk: int) -> str:
         for name in ("polygon", "dem_2015", "dem_2000")  # img[1] = dem1 (2015), img[2] = dem2 (2000)
     ]
     result = deforestation(arrays)
-    result.rio.to_raster(
-        out_path, tiled=True, blockxsize=512, blockysize=512, compress="deflate", lock=threading.Lock()
-    )
+    # The COG driver writes a whole raster at once (its overviews need all of it): computed in
+    # parallel by dask, then written as the other ways write it.
+    write_cog(out_path, result.compute().values, {"crs": result.rio.crs, "transform": result.rio.transform()})
     for a in arrays:
         a.close()
     return out_path
@@ -178,10 +202,44 @@ def cold_start(paths: dict, work: Path) -> dict:
     }
 
 
+def local_overhead(paths: dict, work: Path, n_jobs: int = 48) -> dict:
+    """The local backend's cost per job: many one-tile jobs of a 256-pixel corner, from submit to done,
+    against the time the workers spent on their tiles (``cores x wall - time on tiles``, per job)."""
+    import condormagic as cm
+
+    small = work / "overhead"
+    small.mkdir(parents=True, exist_ok=True)
+    os.environ["CONDORMAGIC_RUNS_DIR"] = str(small / "runs")
+    side = 256 * int(n_jobs**0.5 + 1)
+    corner = {}
+    for name, path in paths.items():
+        corner[name] = str(small / f"{name}.tif")
+        with rasterio.open(path) as ds:
+            window = Window(0, 0, side, side)
+            profile = dict(ds.profile, width=side, height=side, transform=ds.window_transform(window))
+            with rasterio.open(corner[name], "w", **profile) as dst:
+                dst.write(ds.read(window=window))
+    src = cm.sources(polygon=corner["polygon"], dem1=corner["dem_2015"], dem2=corner["dem_2000"], grid="dem2", tile=256)
+    t0 = time.perf_counter()
+    run = cm.submit(deforestation, src, cpus=1, mem="1GB", name="OVERHEAD", tiles_per_job=1, force=True)
+    while not run.settled:
+        time.sleep(0.01)
+    wall = time.perf_counter() - t0
+    on_tiles = sum(json.loads(p.read_text())["seconds"] for p in (run.path / "metrics").glob("*.json"))
+    cores = len(os.sched_getaffinity(0))
+    return {"jobs": run.n_jobs, "wall": wall, "per_job": (cores * wall - on_tiles) / run.n_jobs}
+
+
 # -- main --------------------------------------------------------------------------------------
-def read_band(path: str) -> np.ndarray:
+def read_levels(path: str) -> list[np.ndarray]:
+    """The COG at full resolution and at each of its overview levels."""
     with rasterio.open(path) as ds:
-        return ds.read(1)
+        levels = [ds.read(1)]
+        n = len(ds.overviews(1))
+    for level in range(n):
+        with rasterio.open(path, overview_level=level) as ds:
+            levels.append(ds.read(1))
+    return levels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,39 +289,57 @@ def main(argv: list[str] | None = None) -> int:
                 if extra:
                     j = extra["in_jobs"]
                     detail = (
-                        f"  (submit {extra['submit']:.2f} s, wait+output {extra['wait+output']:.2f} s; "
+                        f"  (submit {extra['submit']:.2f} s, every tile written at {extra['tiles']:.2f} s, "
+                        f"the COG {extra['cog']:.2f} s more; "
                         f"{extra['n_jobs']} jobs, inside them: read {j['read']:.2f}, compute {j['compute']:.2f}, "
                         f"write {j['write']:.2f}, total {j['jobs']:.2f} s)"
                     )
                 load = os.getloadavg()[0]
                 print(f"round {round_ + 1}: {name:<12} {seconds:6.2f} s  (load {load:.1f}){detail}", flush=True)
-            arrays = {name: read_band(path) for name, path in outputs.items()}
-            reference = arrays["plain"]
-            for name, array in arrays.items():
-                if not np.array_equal(array, reference):
-                    print(f"MISMATCH: the {name} output differs from the plain script's", file=sys.stderr)
+            levels = {name: read_levels(path) for name, path in outputs.items()}
+            reference = levels["plain"]
+            for name, arrays in levels.items():
+                if len(arrays) != len(reference) or not all(
+                    np.array_equal(a, b) for a, b in zip(arrays, reference, strict=True)
+                ):
+                    print(f"MISMATCH: the {name} COG differs from the plain script's", file=sys.stderr)
                     return 1
-            share = 100.0 * reference.mean()
-            print(f"round {round_ + 1}: outputs equal ({share:.2f} % of the pixels flagged)", flush=True)
+            share = 100.0 * reference[0].mean()
+            print(
+                f"round {round_ + 1}: the three COGs are equal, with {len(reference) - 1} overviews "
+                f"({share:.2f} % of the pixels flagged)",
+                flush=True,
+            )
             shutil.rmtree(work)
             order = order[1:] + order[:1]
         print(f"cold start (median of {COLD_START_RUNS}):", flush=True)
         cold = cold_start(paths, root)
+        local = local_overhead(paths, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"  python -c pass                              {cold['python']:.3f} s")
     print(f"  python -c 'import condormagic.worker'       {cold['import']:.3f} s")
     print(f"  python -m condormagic.worker (1-tile job)   {cold['job']:.3f} s")
-    print(f"  per-job overhead (process wall - time on tiles) {cold['overhead']:.3f} s")
+    print(f"  per-job overhead of that new Python (process wall - time on tiles) {cold['overhead']:.3f} s")
+    print(
+        f"local backend, {local['jobs']} one-tile jobs: {local['wall']:.2f} s from submit to done; per-job overhead "
+        f"(cores x wall - time on tiles, per job) {local['per_job']:.3f} s (target < 0.03 s: "
+        f"{_verdict(local['per_job'] < 0.03)})"
+    )
     print("medians:")
     for name, values in times.items():
         print(f"  {name:<12} {statistics.median(values):6.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
     cm_times = times["condormagic"]
     vs_plain = statistics.median(c / p for c, p in zip(cm_times, times["plain"], strict=True))
     vs_rx = statistics.median(c / r for c, r in zip(cm_times, times["rioxarray"], strict=True))
+    rx_target = 0.85 if args.size >= 16384 else 1.0
     print(f"median ratio condormagic / plain      {vs_plain:.3f}x  (target <= 0.60x: {_verdict(vs_plain <= 0.6)})")
-    print(f"median ratio condormagic / rioxarray  {vs_rx:.3f}x  (target < 1.00x: {_verdict(vs_rx < 1.0)})")
+    print(
+        f"median ratio condormagic / rioxarray  {vs_rx:.3f}x  "
+        f"(target <= {rx_target:.2f}x: {_verdict(vs_rx <= rx_target)})"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -16,7 +16,7 @@ def write_run_dir(path: Path, n_jobs: int, clusters: tuple[int, ...] = (1,), til
     cols = int(n_jobs**0.5)
     rows = -(-n_jobs // cols)
     manifest = {
-        "manifest_version": 1,
+        "manifest_version": 2,
         "id": path.name,
         "content_hash": "bench",
         "name": "BENCH",
@@ -30,7 +30,6 @@ def write_run_dir(path: Path, n_jobs: int, clusters: tuple[int, ...] = (1,), til
         "tile": tile,
         "halo": 0,
         "sources": [],
-        "tiles": [[r * tile, c * tile, tile, tile] for r in range(rows) for c in range(cols)][:n_jobs],
         "jobs": [[j] for j in range(n_jobs)],
         "skipped": [],
         "options": {"cpus": 1, "mem": 1024, "gpus": 0, "backend": "local", "created": time.time()},

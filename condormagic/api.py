@@ -57,7 +57,12 @@ class Plan:
     def graph(self) -> JobGraph:
         if self._graph is None:
             slots = self.engine.slots(self.options["cpus"])
-            self._graph = build_graph(self.sources, self.options["tiles_per_job"], slots)
+            self._graph = build_graph(
+                self.sources,
+                self.options["tiles_per_job"],
+                slots,
+                self.engine.min_job_pixels,
+            )
             if not self._graph.jobs:
                 raise CondorMagicError("The mask leaves no tile to compute: check the mask source, or drop --mask.")
         return self._graph

@@ -115,7 +115,8 @@ class Run:
 
     def status(self) -> dict[str, int]:
         """Counts of jobs per state: idle, running, completed, failed, held, removed."""
-        self._counts = self.state.counts(self.jobs())
+        self.state.update()
+        self._counts = self.state.counts()
         return dict(self._counts)
 
     @property
@@ -202,7 +203,7 @@ class Run:
     def _records(self) -> list[dict]:
         return [r for j in self.jobs() if j.state == COMPLETED and (r := self.state.record(j.job)) is not None]
 
-    def wait(self, timeout: float | None = None, poll: float = 0.2) -> Run:
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> Run:
         """Block until no job is idle or running (or ``timeout`` seconds); return the run.
 
         While waiting, a run whose local runner stopped (killed, or the machine restarted) is

@@ -69,8 +69,8 @@ def kill_when_waiting(pid_file: Path, timeout: float = 60) -> int:
         assert time.monotonic() < deadline, "the job of tile 3 never started"
         time.sleep(0.05)
     pid = int(pid_file.read_text())
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"condormagic.worker" in cmdline, cmdline
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert b"condormagic.worker" in cmdline, cmdline  # what ps shows names the job
     os.kill(pid, signal.SIGKILL)
     return pid
 

@@ -137,7 +137,7 @@ def test_submit_status_hold_release_evict_complete(schedd, deforestation):
     assert run.status()["idle"] == 3
     assert schedd.negotiate() == [(42729, 0), (42729, 1), (42729, 2)]
     assert run.status()["completed"] == 3 and run.query() == {}
-    job0 = run.state.reader.procs[(42729, 0)]
+    job0 = run.state.reader.proc((42729, 0))
     assert job0.starts == 2 and job0.history.count("running") >= 2
     assert "Percentage deforestation" in run.logs(0)[0]
     np.testing.assert_array_equal(mosaic(run), expected)

@@ -23,6 +23,8 @@ class Backend(Protocol):
     """A scheduler that runs a run's jobs: ``local`` or ``htcondor``."""
 
     name: str
+    # Pixels a job should have so that its start-up cost is small beside its work.
+    min_job_pixels: int
 
     def describe(self) -> str:
         """Where the jobs go, in a few words (``local (2 cores)``, ``htcondor (schedd NAME)``)."""

@@ -172,6 +172,8 @@ class HTCondorBackend:
     """
 
     name = "htcondor"
+    # A new Python on the execute node, after the schedd's and the shadow's own start.
+    min_job_pixels = 16 * 1024 * 1024
 
     def __init__(self, schedd: str | None = None, pool: str | None = None):
         from .. import config

@@ -24,7 +24,7 @@ from ..resources import Resources
 from ..rundir.clusters import next_cluster_number, record_cluster
 from ..rundir.layout import DirLock, RunDir, open_nofollow, write_json_atomic
 from ..rundir.manifest import Manifest
-from .runner import cores
+from .runner import cores, wake
 
 # The runner does no arithmetic: one BLAS/OpenMP thread keeps its imports light. Jobs get
 # their own values of these from their description.
@@ -43,6 +43,8 @@ class LocalBackend:
     """Runs jobs on this machine; the default where no HTCondor schedd is found."""
 
     name = "local"
+    # Jobs are forked from a server with the worker imported: a few hundredths of a second each.
+    min_job_pixels = 4 * 1024 * 1024
 
     def describe(self) -> str:
         return f"local ({cores()} cores)"
@@ -124,6 +126,7 @@ def request(layout: RunDir, message: dict) -> None:
     layout.control.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
     write_json_atomic(layout.control / name, message)
+    wake(layout)
     start_runner(layout)
 
 

@@ -12,15 +12,18 @@ It imports the event log writer and the submit language only, so it starts in mi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import importlib
 import json
+import multiprocessing.connection
 import os
 import signal
 import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..rundir import eventlog as ev
@@ -28,10 +31,78 @@ from ..rundir.clusters import load_clusters
 from ..rundir.layout import RunDir, UntrustedRunDir, check_owned, open_nofollow, read_json, write_json_atomic
 from .submitlang import expand_macros, split_arguments
 
-POLL = 0.05
-MEMORY_POLL = 0.25
+MEMORY_POLL = 0.25  # how often a running job's memory is looked at (and the longest a wait lasts)
 # A hold code of our own for a runner that failed: HTCondor's codes stop below 100.
 RUNNER_FAILED_CODE = 1001
+
+
+class Forked:
+    """A job forked from the fork server (a ``multiprocessing`` process), with the interface of ``Popen``."""
+
+    def __init__(self, process):
+        self.process = process
+        self.pid = process.pid
+        self.sentinel = process.sentinel
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def wait(self) -> int:
+        self.process.join()
+        return self.process.exitcode
+
+
+class Spawned:
+    """A job started as a new process (an interpreter other than the runner's), woken on by its pidfd."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen = popen
+        self.pid = popen.pid
+        try:
+            self.sentinel = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            self.sentinel = None
+
+    def poll(self) -> int | None:
+        code = self.popen.poll()
+        if code is not None:
+            self.close()
+        return code
+
+    def wait(self) -> int:
+        code = self.popen.wait()
+        self.close()
+        return code
+
+    def close(self) -> None:
+        if self.sentinel is not None:
+            os.close(self.sentinel)
+            self.sentinel = None
+
+
+# What a forked job runs (the worker, imported once by the fork server).
+JOB_MODULE = "condormagic.forkedjob"
+_fork_context = None
+
+
+def fork_context():
+    """The ``forkserver`` context whose server has the worker imported (started on first use)."""
+    global _fork_context
+    if _fork_context is None:
+        import multiprocessing
+
+        _fork_context = multiprocessing.get_context("forkserver")
+        _fork_context.set_forkserver_preload([JOB_MODULE])
+    return _fork_context
+
+
+def forks_the_worker(argv: list[str]) -> bool:
+    """Whether a job's command line is this interpreter running the worker (then it is forked, not started)."""
+    return (
+        len(argv) >= 5
+        and argv[1:3] == ["-m", "condormagic.worker"]
+        and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
+    )
 
 
 def cores() -> int:
@@ -50,13 +121,12 @@ class Proc:
     cpus: int
     memory_mb: int
     state: str = ev.IDLE
-    popen: subprocess.Popen | None = None
+    popen: Forked | Spawned | None = None
     slot: int | None = None
     started: float = 0.0
     peak_kb: int = 0
     reported_kb: int = 0
     reported_at: float = 0.0
-    files: list = field(default_factory=list)
 
 
 class Runner:
@@ -69,6 +139,7 @@ class Runner:
         self.clusters: dict[int, dict] = {}
         self.log = open_nofollow(layout.events, "a")
         self.last_memory_check = 0.0
+        self.wake = _listen(layout.control_fifo)
 
     def write(self, text: str) -> None:
         self.log.write(text)
@@ -203,28 +274,35 @@ class Runner:
             key, _, value = pair.partition("=")
             env[key] = expand_macros(value, macros)
         env["_CONDOR_SCRATCH_DIR"] = str(self.layout.path)
-        out = open(expand_macros(d["output"], macros), "ab")
-        err = open(expand_macros(d["error"], macros), "ab")
+        out_path, err_path = expand_macros(d["output"], macros), expand_macros(d["error"], macros)
+        cwd = expand_macros(d.get("initialdir", str(self.layout.path)), macros)
         try:
-            p.popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=env,
-                cwd=expand_macros(d.get("initialdir", str(self.layout.path)), macros),
-                start_new_session=True,
-            )
+            if forks_the_worker(argv):
+                title = f"condormagic.worker {argv[3]} {' '.join(argv[4:])} ({p.cluster}.{p.proc})"
+                process = fork_context().Process(
+                    target=_run_forked, args=(argv[3:], env, cwd, out_path, err_path, title, p.cpus), daemon=False
+                )
+                process.start()
+                p.popen = Forked(process)
+            else:
+                with open(out_path, "ab") as out, open(err_path, "ab") as err:
+                    popen = subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        env=env,
+                        cwd=cwd,
+                        start_new_session=True,
+                    )
+                p.popen = Spawned(popen)
         except OSError as exc:
-            out.close()
-            err.close()
             # As HTCondor holds a job whose executable cannot be run (code 6, the errno as subcode).
             reason = f"Error from slot1_{slot}: Failed to execute '{argv[0]}': {exc.strerror or exc}"
             self.write(ev.held_event(p.cluster, p.proc, reason, 6, exc.errno or 0))
             p.state = ev.HELD_STATE
             return
         self.write(ev.execute_event(p.cluster, p.proc, f"slot1_{slot}", p.cpus, p.memory_mb, str(self.layout.path)))
-        p.files = [out, err]
         p.state, p.slot, p.started, p.peak_kb, p.reported_kb = ev.RUNNING, slot, time.time(), 0, 0
         self.note_pids()
 
@@ -236,9 +314,7 @@ class Runner:
         self.write(ev.evicted_event(p.cluster, p.proc, p.cpus, p.memory_mb, p.peak_kb // 1024, self._seconds(p)))
 
     def _close(self, p: Proc) -> None:
-        for fh in p.files:
-            fh.close()
-        p.files, p.popen, p.slot = [], None, None
+        p.popen, p.slot = None, None
 
     def _seconds(self, p: Proc) -> int:
         return int(round(time.time() - p.started))
@@ -311,6 +387,11 @@ class Runner:
 
     # -- main loop --------------------------------------------------------------------------
     def serve(self) -> None:
+        if self.queued_on_disk():
+            from multiprocessing import forkserver
+
+            fork_context()
+            forkserver.ensure_running()  # the server imports the worker while the log is read
         self.recover()
         while True:
             had_requests = self.handle_requests()
@@ -319,7 +400,24 @@ class Runner:
             self.schedule()
             if not had_requests and not self.queued():
                 break
-            time.sleep(POLL)
+            self.sleep()
+
+    def sleep(self) -> None:
+        """Wait until a job ends, a request arrives, or it is time to look at the jobs' memory."""
+        waits = [self.wake[0]] + [p.popen.sentinel for p in self.running() if p.popen.sentinel is not None]
+        ready = multiprocessing.connection.wait(waits, timeout=MEMORY_POLL)
+        if self.wake[0] in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake[0], 4096)
+
+    def queued_on_disk(self) -> bool:
+        """Whether there is anything to run: a request, or a cluster (before the log is read)."""
+        return bool(self.pending()) or any(self.layout.clusters.glob("*.json"))
+
+    def close(self) -> None:
+        self.log.close()
+        for fd in self.wake:
+            os.close(fd)
 
     def fail(self, reason: str) -> None:
         """The runner cannot go on: hold every queued proc with the reason, so status and monitor say it,
@@ -338,14 +436,47 @@ class Runner:
                     self.write(ev.held_event(cluster, proc, held, RUNNER_FAILED_CODE))
 
 
+def _listen(fifo: Path) -> tuple[int, int]:
+    """The read end of the run's wake-up pipe (and a write end kept open, so it never reads as closed)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkfifo(fifo, 0o600)
+    flags = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    reader = os.open(fifo, os.O_RDONLY | flags)
+    writer = os.open(fifo, os.O_WRONLY | flags)
+    return reader, writer
+
+
+def wake(layout: RunDir) -> None:
+    """Wake the run's runner, if one listens, to read a request now."""
+    try:
+        fd = os.open(layout.control_fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # no runner listens (ENXIO), or none ever did (ENOENT)
+        return
+    try:
+        os.write(fd, b".")
+    except OSError:  # its pipe is full: it has been woken already
+        pass
+    finally:
+        os.close(fd)
+
+
+def _run_forked(*args) -> None:
+    """The target of a forked job, in the fork server's child, where :data:`JOB_MODULE` is imported.
+
+    The job's code is named, not imported here, as ``-m condormagic.worker`` names it for HTCondor:
+    the runner schedules jobs and never loads what they run.
+    """
+    importlib.import_module(JOB_MODULE).run(*args)
+
+
 def _is_job_of(pid: int, layout: RunDir) -> bool:
     """Whether ``pid`` is a worker of this run (a pid can be reused once its process is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().split(b"\0")
+            cmdline = fh.read()
     except OSError:
         return False
-    return b"condormagic.worker" in argv and str(layout.path).encode() in argv
+    return b"condormagic.worker" in cmdline and str(layout.path).encode() in cmdline
 
 
 def _kill_group(pid: int) -> None:
@@ -387,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             runner.fail(f"{type(exc).__name__}: {exc} (see runner.log)")
         finally:
-            runner.log.close()
+            runner.close()
         lock.close()  # lets the lock go
         # A request left after the last look, while the lock was held, found a runner and started
         # none: serve it, unless another runner has taken the lock since.

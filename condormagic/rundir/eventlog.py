@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 # Event type numbers, as in htcondor2.JobEventType, so that writing needs no bindings.
 SUBMIT, EXECUTE, EVICTED, TERMINATED, IMAGE_SIZE, ABORTED, HELD, RELEASED = 0, 1, 4, 5, 6, 9, 12, 13
@@ -174,6 +174,14 @@ class ProcState:
     history: list[str] = field(default_factory=list)
 
 
+# The fields of a ProcState kept in a snapshot (its history is not: a proc read from a snapshot
+# starts its history with the state it had), by kind.
+_COLUMNS = tuple(f.name for f in fields(ProcState) if f.name != "history")
+_TEXT = ("host", "hold_reason")
+_FLOATS = ("submitted", "started", "ended", "runtime")
+_STATE_CODE = {state: i for i, state in enumerate(STATES)}
+
+
 class EventLogReader:
     """Follows one event log and keeps the state of every cluster.proc in it.
 
@@ -186,15 +194,18 @@ class EventLogReader:
         self.n_events = 0
         # The procs that gained events since the caller last emptied this set.
         self.touched: set[tuple[int, int]] = set()
+        self.first_submitted: float | None = None
+        self.last_ended: float | None = None
+        self._columns: dict | None = None  # procs of a snapshot, made into ProcState on first use
         self._log = None
 
     def update(self) -> int:
         """Read new events; return how many there were."""
-        import htcondor2
-
         if self._log is None:
             if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-                return 0
+                return 0  # nothing yet (a new run's runner starts without the bindings)
+            import htcondor2
+
             self._log = htcondor2.JobEventLog(self.path)
         count = 0
         for event in self._log.events(stop_after=0):
@@ -205,7 +216,7 @@ class EventLogReader:
 
     def _apply(self, event) -> None:
         key = (event.cluster, event.proc)
-        st = self.procs.get(key)
+        st = self.proc(key)
         if st is None:
             st = self.procs[key] = ProcState(event.cluster, event.proc)
         kind = int(event.type)
@@ -252,6 +263,80 @@ class EventLogReader:
             return  # types a reader does not use (file transfer, shadow exceptions...)
         st.history.append(st.state)
         self.touched.add(key)
+        if kind == SUBMIT and (self.first_submitted is None or when < self.first_submitted):
+            self.first_submitted = when
+        if st.ended is not None and (self.last_ended is None or st.ended > self.last_ended):
+            self.last_ended = st.ended
+
+    def proc(self, key: tuple[int, int]) -> ProcState | None:
+        """The state of one cluster.proc (read from a snapshot's columns on first use), or ``None``."""
+        st = self.procs.get(key)
+        if st is None and self._columns is not None:
+            st = self._from_columns(key)
+        return st
+
+    # -- a snapshot of what was read, so that another process need not read it again ----------
+    def getstate(self) -> dict:
+        """What was read so far, in columns, and where the reading stands (the bindings' reader pickles its offset)."""
+        import pickle
+
+        import numpy as np  # not at the top: the local runner reads logs without numpy
+
+        if self._columns is not None:  # what a snapshot gave and nothing has touched since
+            for key in zip(self._columns["cluster"].tolist(), self._columns["proc"].tolist(), strict=True):
+                self.proc(key)
+        procs = list(self.procs.values())
+        columns = {}
+        for name in _COLUMNS:
+            values = [getattr(st, name) for st in procs]
+            if name == "state":
+                columns[name] = np.array([_STATE_CODE[v] for v in values], dtype=np.int8)
+            elif name in _TEXT:
+                columns[name] = values
+            else:
+                columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return {
+            "log": pickle.dumps(self._log) if self._log is not None else None,
+            "n_events": self.n_events,
+            "columns": columns,
+            "first_submitted": self.first_submitted,
+            "last_ended": self.last_ended,
+        }
+
+    def setstate(self, state: dict) -> None:
+        """Resume from :meth:`getstate`; procs are made from the columns only when asked for."""
+        import pickle
+
+        import numpy as np
+
+        self._log = pickle.loads(state["log"]) if state["log"] is not None else None
+        self.n_events = state["n_events"]
+        self.first_submitted, self.last_ended = state["first_submitted"], state["last_ended"]
+        self.procs = {}
+        columns = state["columns"]
+        keys = columns["cluster"].astype(np.int64) * (1 << 32) + columns["proc"].astype(np.int64)
+        order = np.argsort(keys)
+        self._columns, self._keys, self._order = columns, keys[order], order
+
+    def _from_columns(self, key: tuple[int, int]) -> ProcState | None:
+        import numpy as np
+
+        wanted = key[0] * (1 << 32) + key[1]
+        at = int(np.searchsorted(self._keys, wanted))
+        if at >= len(self._keys) or self._keys[at] != wanted:
+            return None
+        row = int(self._order[at])
+        c = self._columns
+        values = {}
+        for name in _COLUMNS:
+            value = c[name][row]
+            if name == "state":
+                value = STATES[int(value)]
+            elif name not in _TEXT:
+                value = None if np.isnan(value) else (float(value) if name in _FLOATS else int(value))
+            values[name] = value
+        st = self.procs[key] = ProcState(**values, history=[values["state"]])
+        return st
 
     @staticmethod
     def _stop(st: ProcState, when: float) -> None:

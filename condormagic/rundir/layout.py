@@ -109,9 +109,19 @@ class RunDir:
         return self.path / "result.json"
 
     @property
+    def snapshot(self) -> Path:
+        """What a process read of the run's state, and the log offset it covers (a cache: safe to delete)."""
+        return self.path / "state.pickle"
+
+    @property
     def control(self) -> Path:
         """Requests to the local backend's runner."""
         return self.path / "control"
+
+    @property
+    def control_fifo(self) -> Path:
+        """A named pipe the runner listens on: a byte written there wakes it for a new request."""
+        return self.path / "control.fifo"
 
     @property
     def runner_lock(self) -> Path:

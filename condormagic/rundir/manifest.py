@@ -37,6 +37,13 @@ def content_hash(function_fingerprint: str, sources_identity: dict, options: dic
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _jobs(jobs: list) -> list[list[int]]:
+    """The manifest's jobs, checked to be lists of tile numbers (JSON gives them as such: no copy)."""
+    if not all(isinstance(job, list) for job in jobs) or not all(isinstance(t, int) for job in jobs[:1] for t in job):
+        raise TypeError("jobs")
+    return jobs
+
+
 def versions() -> dict[str, str]:
     """The versions recorded with a run (the package's is read without importing the package)."""
     from .._version import __version__
@@ -124,7 +131,7 @@ class Manifest:
                 grid=grid,
                 tiling=tiling,
                 sources=list(data["sources"]),
-                jobs=[list(map(int, job)) for job in data["jobs"]],
+                jobs=_jobs(data["jobs"]),
                 options=options,
                 created=float(data.get("created", options.get("created", 0.0))),
                 code=data.get("code", ""),

@@ -8,12 +8,16 @@ retry redoes it and no mosaic is made with a hole.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
+from . import snapshot
 from .clusters import ClusterRecord, load_clusters
 from .eventlog import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, EventLogReader
 from .exitcodes import meaning
@@ -22,6 +26,9 @@ from .manifest import Manifest
 
 __all__ = ["COMPLETED", "FAILED", "HELD_STATE", "IDLE", "REMOVED", "RUNNING", "STATES", "JobState", "RunState"]
 
+CODE = {state: i for i, state in enumerate(STATES)}
+# A snapshot of the state is written after this many new events (or a fifth more than the last).
+SNAPSHOT_EVERY = 5000
 # What a job in each state waits for; the monitor and the status say it.
 QUEUED = (IDLE, RUNNING)
 STEERABLE = (IDLE, RUNNING, HELD_STATE)
@@ -54,8 +61,11 @@ class JobState:
 class RunState:
     """Follows one run directory: its clusters, its event log, its jobs' records and tiles.
 
-    :meth:`update` reads only what is new; :meth:`jobs` derives the state of every job (or of
-    some) from what has been read.
+    :meth:`update` reads only what is new and re-derives the state of the jobs it touched; the
+    state of every job is kept as one small integer per job (:attr:`codes`), so counting a run
+    of 100,000 jobs costs a fraction of a millisecond. What was read is kept in a snapshot
+    (``state.pickle``, with the log offset it covers), rewritten now and then, so that another
+    process opening the run reads only the events that arrived since.
     """
 
     def __init__(self, layout: RunDir, manifest: Manifest):
@@ -64,40 +74,58 @@ class RunState:
         self.clusters: dict[int, ClusterRecord] = {}
         self.reader = EventLogReader(layout.events)
         self._latest: dict[int, tuple[int, int]] = {}
+        self._proc_job: dict[tuple[int, int], int] = {}
         self._attempts: Counter = Counter()
         self._metrics: set[str] | None = None  # names in metrics/ (they are never removed)
         self._tiles: set[str] | None = None  # names in tiles/
         self._records: dict[int, dict] = {}
+        # The derived state of each job, as an index into STATES; never-submitted jobs are "removed".
+        self.codes = np.full(manifest.n_jobs, CODE[REMOVED], dtype=np.int8)
+        self._snapshot_events = 0
+        self._started = False
 
     # -- reading ------------------------------------------------------------------------------
     def update(self) -> set[int]:
         """Read the new clusters and events; return the jobs whose state may have changed."""
+        if not self._started:
+            self._started = True
+            snapshot.restore(self)
         changed: set[int] = set()
         known = len(self.clusters)
         self.clusters = load_clusters(self.layout, self.clusters)
         if len(self.clusters) != known:
-            self._latest, self._attempts = {}, Counter()
-            for number in sorted(self.clusters):
-                for proc, job in enumerate(self.clusters[number].jobs):
-                    self._latest[job] = (number, proc)
-                    self._attempts[job] += 1
+            self._index_clusters()
             changed.update(self._latest)
         self.reader.update()
-        proc_job = {key: job for job, key in self._latest.items()}
-        changed.update(proc_job[key] for key in self.reader.touched if key in proc_job)
+        changed.update(self._proc_job[key] for key in self.reader.touched if key in self._proc_job)
         self.reader.touched.clear()
-        # A running job's runtime grows; its record and tiles may appear after its last event.
-        changed.update(j for j, key in self._latest.items() if self._proc_state(key) == RUNNING)
-        if self._latest and all(self._proc_state(k) == COMPLETED for k in self._latest.values()):
+        if changed:
+            self._derive(changed)
+        if self._latest and self.count(COMPLETED) == len(self.codes):
             # Every job is done: the tiles are what the mosaic is made of, so look at them afresh
             # (one listing), in case one went missing after its job ended.
             self._tiles = None
-            changed.update(self._latest)
+            every = set(range(len(self.codes)))
+            self._derive(every)
+            changed = every
+        if self.reader.n_events - self._snapshot_events >= max(SNAPSHOT_EVERY, self._snapshot_events // 5):
+            self._snapshot_events = self.reader.n_events
+            snapshot.save(self)
         return changed
 
-    def _proc_state(self, key) -> str | None:
-        st = self.reader.procs.get(key)
-        return st.state if st else None
+    def _index_clusters(self) -> None:
+        """Which proc is each job's latest attempt, and how many attempts each job had."""
+        latest: dict[int, tuple[int, int]] = {}
+        for number in sorted(self.clusters):
+            jobs = self.clusters[number].jobs
+            latest.update(zip(jobs, zip(itertools.repeat(number), range(len(jobs))), strict=True))
+        self._latest = latest
+        self._proc_job = {key: job for job, key in latest.items()}
+        self._attempts = Counter(itertools.chain.from_iterable(c.jobs for c in self.clusters.values()))
+
+    def _derive(self, jobs) -> None:
+        for js in self.jobs(jobs):
+            self.codes[js.job] = CODE[js.state]
 
     def latest(self, job: int) -> tuple[int, int] | None:
         """``(cluster, proc)`` of the job's latest attempt, or ``None`` if it was never submitted."""
@@ -121,7 +149,7 @@ class RunState:
                 out.append(JobState(job, tiles, REMOVED, reason="never submitted"))
                 continue
             cluster, proc = key
-            st = self.reader.procs.get(key)
+            st = self.reader.proc(key)
             js = JobState(job, tiles, IDLE, cluster, proc, attempts=self._attempts[job])
             if st is not None:
                 js.state, js.host, js.peak_memory_mb = st.state, st.host, st.peak_memory_mb
@@ -142,17 +170,17 @@ class RunState:
             out.append(js)
         return out
 
-    def counts(self, jobs: list[JobState] | None = None) -> dict[str, int]:
-        """Jobs per state: idle, running, completed, failed, held, removed."""
-        counts = Counter(j.state for j in (self.jobs() if jobs is None else jobs))
-        return {state: counts.get(state, 0) for state in STATES}
+    def count(self, state: str) -> int:
+        return int(np.count_nonzero(self.codes == CODE[state]))
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, as of the last :meth:`update`: idle, running, completed, failed, held, removed."""
+        found = np.bincount(self.codes, minlength=len(STATES)) if len(self.codes) else [0] * len(STATES)
+        return {state: int(found[i]) for i, state in enumerate(STATES)}
 
     def timeline(self) -> tuple[float | None, float | None]:
         """When the first proc was submitted and when the last one ended (``None`` when unknown)."""
-        procs = self.reader.procs.values()
-        submitted = [p.submitted for p in procs if p.submitted]
-        ended = [p.ended for p in procs if p.ended]
-        return (min(submitted) if submitted else None, max(ended) if ended else None)
+        return self.reader.first_submitted, self.reader.last_ended
 
     # -- what a job left -------------------------------------------------------------------------
     def record(self, job: int) -> dict | None:

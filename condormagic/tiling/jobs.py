@@ -31,24 +31,29 @@ class JobGraph:
         }
 
 
-# A worker spends about a third of a second starting (Python, numpy, rasterio) before its
-# first tile, and a scheduler more. A job should have enough pixels to make that small: the
-# seed's deforestation function (three sources) takes about 1.3 s over 16 Mpx.
+# A new worker process spends about a third of a second starting (Python, numpy, rasterio) before
+# its first tile, and a scheduler more. A job should have enough pixels to make that small: the
+# seed's deforestation function (three sources) takes about 1.3 s over 16 Mpx. Backends whose
+# jobs start faster (the local backend forks them from a warm server) ask for less.
 MIN_JOB_PIXELS = 16 * 1024 * 1024
 
 
-def default_tiles_per_job(n_tiles: int, slots: int, tile_pixels: int | None = None) -> int:
+def default_tiles_per_job(
+    n_tiles: int, slots: int, tile_pixels: int | None = None, min_job_pixels: int = MIN_JOB_PIXELS
+) -> int:
     """Tiles per job: about four jobs per slot, so that cores stay busy to the end; with
-    small tiles (``tile_pixels`` each), more per job, up to :data:`MIN_JOB_PIXELS` pixels
+    small tiles (``tile_pixels`` each), more per job, up to ``min_job_pixels`` pixels
     as long as every slot still gets a job, so that each job's start-up is amortised."""
     per_job = math.ceil(n_tiles / max(1, 4 * slots))
     if tile_pixels:
-        enough = math.ceil(MIN_JOB_PIXELS / tile_pixels)
+        enough = math.ceil(min_job_pixels / tile_pixels)
         per_job = max(per_job, min(enough, math.ceil(n_tiles / max(1, slots))))
     return max(1, per_job)
 
 
-def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) -> JobGraph:
+def build_graph(
+    src: Sources, tiles_per_job: int | None = None, slots: int = 1, min_job_pixels: int = MIN_JOB_PIXELS
+) -> JobGraph:
     """Group the tiles of ``src`` into jobs, leaving out tiles the mask source zeroes.
 
     Parameters
@@ -58,12 +63,14 @@ def build_graph(src: Sources, tiles_per_job: int | None = None, slots: int = 1) 
         Default: :func:`default_tiles_per_job` for ``slots`` concurrent jobs.
     slots : int
         How many jobs can run at once (used only for the default).
+    min_job_pixels : int
+        Pixels that make a job's start-up cost small (used only for the default).
     """
     tiles = src.tiles
     skipped = _masked_out(src) if src.mask else []
     skip = set(skipped)
     todo = [i for i in range(len(tiles)) if i not in skip]
-    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2)
+    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2, min_job_pixels)
     jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
     return JobGraph(tiles, jobs, skipped)
 
