@@ -212,9 +212,14 @@ class Run:
         if output is None:
             why = "its function returned only metrics" if self.complete else f"it is not complete: {self.status()}"
             raise CondorMagicError(f"Run {self.name} ({self.id}) has no output to open: {why}.")
+        import warnings
+
         import rioxarray
 
-        array = rioxarray.open_rasterio(output, chunks=chunks, masked=masked, cache=False)
+        with warnings.catch_warnings():
+            # rioxarray composes affines with `*`, which affine 2.4 deprecates.
+            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+            array = rioxarray.open_rasterio(output, chunks=chunks, masked=masked, cache=False)
         names = array.attrs.get("long_name")
         if isinstance(names, str):
             names = (names,)

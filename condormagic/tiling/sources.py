@@ -20,6 +20,7 @@ from ..errors import CondorMagicError, SourceError
 from ..resources import check_count
 from .grid import Grid, Tiling
 from .identity import remote_identity
+from .reader import open_raster
 
 # The options of :func:`sources`: no source can have one of these names.
 RESERVED = ("grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds")
@@ -396,7 +397,7 @@ def _describe(name: str, path: str, resampling: str, identify: bool = True) -> S
         except TimeoutError:
             raise SourceError(_no_answer(name, path)) from None
     try:
-        with rasterio.Env(**gdal_http_options()), rasterio.open(path) as ds:
+        with rasterio.Env(**gdal_http_options()), open_raster(path) as ds:
             return Source(
                 name=name,
                 path=path,
