@@ -188,6 +188,17 @@ def test_tiles_read_the_whole_warp_bit_for_bit(catalog, grid_key, tile, halo):
     assert covered.min() > 0.5
 
 
+@pytest.mark.parametrize("resampling", ["lanczos", "average", "bilinear"])
+def test_coarse_grids_with_wide_kernels_read_the_whole_warp(catalog, resampling):
+    """At 70 m, a lanczos kernel reaches 21 source pixels: tiles that skip an item must lose nothing."""
+    coll = cm.collection(catalog, bands=BANDS, group_by="solar_day")
+    methods = {"SCL": "nearest", "*": resampling}
+    src = cm.sources(s2=coll, crs="EPSG:32633", res=70, tile=6, halo=1, resampling={"s2": methods})
+    expected, _ = whole_stack(catalog, src.grid, methods)
+    got, _ = stitched(src)
+    assert len(src.tiles) > 12 and np.array_equal(got, expected)
+
+
 @pytest.mark.usefixtures("runs_dir")
 @pytest.mark.parametrize("grid_key,tile,halo", [("32632-20m", 17, 0), ("33633-10m", 29, 2)])
 def test_composite_run_equals_the_function_on_the_whole_stack(catalog, grid_key, tile, halo):

@@ -45,8 +45,11 @@ GROUPINGS = ("solar_day",)
 # Grid pixels added around an asset's footprint, besides its resampling kernel's reach: the
 # footprint is a densified outline, so a few pixels keep the reads conservative.
 FOOTPRINT_MARGIN = 2
-# Source pixels a resampling kernel reaches beyond a pixel (lanczos: 3, cubic: 2).
-KERNEL_RADIUS = 4
+# Source pixels a resampling kernel reaches beyond a pixel (lanczos: 3, cubic: 2, bilinear: 1), where
+# the grid is finer than the source; where it is coarser GDAL widens the kernel to the same reach
+# in grid pixels. (GDAL gives no value to a grid pixel whose centre falls outside the source, so
+# the footprint alone would do; the pad is insurance against the outline's curvature.)
+KERNEL_RADIUS = 3
 OPEN_THREADS = 8
 
 
@@ -1000,8 +1003,8 @@ def _footprint(source: Source, grid: Grid) -> tuple[int, int, int, int] | None:
     inverse = ~grid.transform
     corners = [inverse @ xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))]
     cols, rows = [c for c, _ in corners], [r for _, r in corners]
-    scale = min(source.scale) if source.scale else 1.0
-    pad = math.ceil(KERNEL_RADIUS / max(scale, 1e-9)) + FOOTPRINT_MARGIN
+    scale = max(source.scale) if source.scale else 1.0
+    pad = math.ceil(KERNEL_RADIUS * max(scale, 1.0)) + FOOTPRINT_MARGIN
     r0, c0 = math.floor(min(rows)) - pad, math.floor(min(cols)) - pad
     return _clip(r0, c0, math.ceil(max(rows)) + pad, math.ceil(max(cols)) + pad, grid)
 
