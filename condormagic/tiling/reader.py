@@ -129,6 +129,7 @@ def exact_warped_vrt(
     scale: Sequence[float] | None = None,
     nodata: float | None = None,
     alpha: bool = False,
+    options: dict | None = None,
 ) -> str:
     """The XML of a warped VRT of ``dataset`` onto ``grid`` that a tile reads like a whole warp.
 
@@ -148,6 +149,7 @@ def exact_warped_vrt(
         extras.update(src_nodata=nodata, nodata=nodata)
     if alpha:
         extras["add_alpha"] = True
+    extras.update(options or {})
     with (
         WarpedVRT(
             dataset,
@@ -193,6 +195,32 @@ def _wider_dtype(fill, dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
+def stacked_vrt(paths: Sequence[str], like: dict) -> str:
+    """The XML of a VRT whose band ``i`` is the one band of ``paths[i]``: files of one geometry
+    (``like``'s CRS, transform and size), dtype and nodata."""
+    from rasterio.dtypes import _gdal_typename
+
+    root = ET.Element("VRTDataset", rasterXSize=str(like["width"]), rasterYSize=str(like["height"]))
+    if like["crs"]:
+        ET.SubElement(root, "SRS").text = like["crs"]
+    t = Affine(*like["transform"][:6])
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+    size = {"xOff": "0", "yOff": "0", "xSize": str(like["width"]), "ySize": str(like["height"])}
+    nodata = parse_nodata(like["nodata"])
+    for i, path in enumerate(paths, start=1):
+        band = ET.SubElement(root, "VRTRasterBand", dataType=_gdal_typename(like["dtype"]), band=str(i))
+        if nodata is not None:
+            ET.SubElement(band, "NoDataValue").text = (
+                "nan" if isinstance(nodata, float) and math.isnan(nodata) else repr(nodata)
+            )
+        source = ET.SubElement(band, "SimpleSource")
+        ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = path
+        ET.SubElement(source, "SourceBand").text = "1"
+        ET.SubElement(source, "SrcRect", **size)
+        ET.SubElement(source, "DstRect", **size)
+    return ET.tostring(root, encoding="unicode")
+
+
 class CollectionReader:
     """Reads windows of a collection source (a manifest dict, see
     :meth:`~condormagic.tiling.collection.CollectionSource.to_dict`) onto ``grid``.
@@ -214,6 +242,9 @@ class CollectionReader:
         self.steps = source["steps"]
         self.windows = np.array([item["window"] for item in self.items], dtype=np.int64).reshape(-1, 4)
         self._readers: dict[tuple[int, int], SourceReader] = {}
+        self._groups: dict | None = None
+        self._members: dict = {}
+        self._stack_vrts: dict = {}
 
     def touching(self, window: Window) -> list[int]:
         """The items whose footprint touches ``window`` (indices into the source's items)."""
@@ -226,13 +257,81 @@ class CollectionReader:
     def _asset(self, item: int, band: int) -> SourceReader:
         reader = self._readers.get((item, band))
         if reader is None:
-            asset = dict(self.items[item]["assets"][band])
-            asset["crs"] = self.source["crs"][asset["crs"]]
-            asset["name"] = self.source["name"]
-            asset["count"] = 1
-            reader = SourceReader(asset, self.grid, alpha=asset["nodata"] is None and asset["warp"])
+            reader = SourceReader(self._asset_dict(item, band), self.grid, alpha=self._needs_alpha(item, band))
             self._readers[(item, band)] = reader
         return reader
+
+    def _asset_dict(self, item: int, band: int) -> dict:
+        asset = dict(self.items[item]["assets"][band])
+        asset["crs"] = self.source["crs"][asset["crs"]]
+        asset["name"] = self.source["name"]
+        asset["count"] = 1
+        return asset
+
+    def _needs_alpha(self, item: int, band: int) -> bool:
+        asset = self.items[item]["assets"][band]
+        return asset["nodata"] is None and asset["warp"]
+
+    def _stacks(self) -> dict:
+        """Warped assets that share their pixels' geometry, resampling, dtype and nodata (one granule's
+        bands of one resolution, over every date), grouped: GDAL then transforms each grid pixel once
+        for the whole group, not once per asset (the exact transformer is most of a warp's cost)."""
+        if self._groups is None:
+            groups: dict[tuple, list[tuple[int, int]]] = {}
+            for k, item in enumerate(self.items):
+                for b, a in enumerate(item["assets"]):
+                    if not a["warp"] or a["nodata"] is None or a.get("overview") is not None:
+                        continue
+                    key = (a["crs"], tuple(a["transform"]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
+                    key += (a["resampling"], tuple(a["scale"] or ()), tuple(item["window"]))
+                    groups.setdefault(key, []).append((k, b))
+            self._groups = {member: (key, i) for key, members in groups.items() for i, member in enumerate(members)}
+            self._members = groups
+        return self._groups
+
+    def _stack(self, key: tuple):
+        vrt = self._stack_vrts.get(key)
+        if vrt is None:
+            members = self._members[key]
+            first = self._asset_dict(*members[0])
+            paths = [self.items[k]["assets"][b]["path"] for k, b in members]
+            for path in paths:
+                for hook in OPEN_HOOKS:
+                    hook(path)
+            with rasterio.open(stacked_vrt(paths, first)) as stack:
+                xml = exact_warped_vrt(
+                    stack,
+                    self.grid,
+                    first["resampling"],
+                    first.get("scale"),
+                    options={"UNIFIED_SRC_NODATA": "NO"},  # each band its own nodata, as warped alone
+                )
+            vrt = rasterio.open(xml)
+            self._stack_vrts[key] = vrt
+        return vrt
+
+    def _read_stacked(self, wanted: list[tuple[int, int]], r0: int, c0: int, rows: int, cols: int) -> dict:
+        """Read the grouped assets among ``wanted``: ``{(item, band): (data, valid, window)}``."""
+        groups = self._stacks()
+        out = {}
+        for key in {groups[m][0] for m in wanted if m in groups}:
+            wr0, wc0, wr1, wc1 = key[-1]
+            ir0, ic0, ir1, ic1 = max(wr0, r0), max(wc0, c0), min(wr1, r0 + rows), min(wc1, c0 + cols)
+            if ir1 <= ir0 or ic1 <= ic0:
+                continue
+            window = Window(ic0, ir0, ic1 - ic0, ir1 - ir0)
+            try:
+                data = self._stack(key).read(window=window)
+            except RasterioIOError as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else "read error"
+                names = ", ".join(self.items[k]["id"] for k, _ in self._members[key][:3])
+                raise RasterioIOError(f"assets of items {names}...: {reason}") from None
+            for i, (k, b) in enumerate(self._members[key]):
+                nodata = parse_nodata(self.items[k]["assets"][b]["nodata"])
+                band = data[i]
+                valid = ~np.isnan(band) if isinstance(nodata, float) and math.isnan(nodata) else band != nodata
+                out[(k, b)] = (band, valid, (ir0, ic0, ir1, ic1))
+        return out
 
     def read(self, window: Window) -> np.ndarray:
         rows, cols = int(window.height), int(window.width)
@@ -241,24 +340,31 @@ class CollectionReader:
         for b, fill in enumerate(self.fills):
             out[:, b] = fill
         touching = set(self.touching(window))
+        stacked = self._read_stacked(
+            [(k, b) for k in sorted(touching) for b in range(len(self.bands))], r0, c0, rows, cols
+        )
         for t, members in enumerate(self.steps):
             members = [k for k in members if k in touching]
             for b in range(len(self.bands)):
                 done = np.zeros((rows, cols), dtype=bool) if len(members) > 1 else None
                 for k in members:
-                    wr0, wc0, wr1, wc1 = self.items[k]["window"]
-                    ir0, ic0 = max(wr0, r0), max(wc0, c0)
-                    ir1, ic1 = min(wr1, r0 + rows), min(wc1, c0 + cols)
-                    if ir1 <= ir0 or ic1 <= ic0:
-                        continue
-                    reader = self._asset(k, b)
-                    try:
-                        data, valid = reader.read_valid(Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
-                    except RasterioIOError as exc:
-                        reason = str(exc).splitlines()[0] if str(exc) else "read error"
-                        raise RasterioIOError(
-                            f"asset {self.bands[b]} of item {self.items[k]['id']} ({reader.source['path']}): {reason}"
-                        ) from None
+                    if (k, b) in stacked:
+                        data, valid, (ir0, ic0, ir1, ic1) = stacked.pop((k, b))
+                    else:
+                        wr0, wc0, wr1, wc1 = self.items[k]["window"]
+                        ir0, ic0 = max(wr0, r0), max(wc0, c0)
+                        ir1, ic1 = min(wr1, r0 + rows), min(wc1, c0 + cols)
+                        if ir1 <= ir0 or ic1 <= ic0:
+                            continue
+                        reader = self._asset(k, b)
+                        try:
+                            data, valid = reader.read_valid(Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
+                        except RasterioIOError as exc:
+                            reason = str(exc).splitlines()[0] if str(exc) else "read error"
+                            raise RasterioIOError(
+                                f"asset {self.bands[b]} of item {self.items[k]['id']} ({reader.source['path']}): "
+                                f"{reason}"
+                            ) from None
                     target = out[t, b, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0]
                     if done is None:
                         np.copyto(target, data, where=valid, casting="unsafe")
@@ -271,7 +377,10 @@ class CollectionReader:
     def close(self) -> None:
         for reader in self._readers.values():
             reader.close()
+        for vrt in self._stack_vrts.values():
+            vrt.close()
         self._readers.clear()
+        self._stack_vrts.clear()
 
 
 class GridReader:
