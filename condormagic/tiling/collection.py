@@ -39,7 +39,7 @@ from rasterio.warp import transform_bounds
 
 from ..errors import SourceError
 from .grid import Grid
-from .sources import Source, _align, _crs_label, _describe, _json_nodata, is_remote
+from .sources import Source, _align, _crs_label, _describe, _json_nodata, is_remote, snap
 
 GROUPINGS = ("solar_day",)
 # Grid pixels added around an asset's footprint, besides its resampling kernel's reach: the
@@ -1023,18 +1023,6 @@ def _union(windows: list) -> tuple[int, int, int, int] | None:
         min(w[1] for w in windows),
         max(w[2] for w in windows),
         max(w[3] for w in windows),
-    )
-
-
-def snap(bounds: tuple[float, float, float, float], res) -> tuple[float, float, float, float]:
-    """``bounds`` widened to whole multiples of the resolution (so grids of one CRS and resolution align)."""
-    xres, yres = (res, res) if isinstance(res, (int, float)) else res
-    left, bottom, right, top = bounds
-    return (
-        math.floor(left / xres) * xres,
-        math.floor(bottom / yres) * yres,
-        math.ceil(right / xres) * xres,
-        math.ceil(top / yres) * yres,
     )
 
 

@@ -282,8 +282,6 @@ def sources(
     explicit = [crs, res, bounds]
     if collections and crs is not None and res is not None and bounds is None and grid is None:
         # The grid covers the collections' items, on whole multiples of the resolution.
-        from .collection import snap
-
         boxes = [c.bounds(_checked_crs(crs)) for c in collections.values()]
         bounds = snap(
             (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)),
@@ -335,6 +333,18 @@ def sources(
         **paths,
     }
     return Sources(aligned, target, tile, halo, mask, grid_from, declaration)
+
+
+def snap(bounds: tuple[float, float, float, float], res) -> tuple[float, float, float, float]:
+    """``bounds`` widened to whole multiples of the resolution (so grids of one CRS and resolution align)."""
+    xres, yres = (res, res) if isinstance(res, (int, float)) else res
+    left, bottom, right, top = bounds
+    return (
+        math.floor(left / xres) * xres,
+        math.floor(bottom / yres) * yres,
+        math.ceil(right / xres) * xres,
+        math.ceil(top / yres) * yres,
+    )
 
 
 def _is_collection(value) -> bool:
