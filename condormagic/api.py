@@ -1,4 +1,5 @@
-"""The Python API: ``cm.plan``, ``cm.submit``, ``cm.run``, ``cm.runs``, ``cm.configure``, ``cm.dashboard``."""
+"""The Python API: ``cm.plan``, ``cm.submit``, ``cm.run``, ``cm.runs``, ``cm.configure``, ``cm.dashboard``,
+and ``cm.collection`` (scenes of a STAC catalog as one source, from :mod:`condormagic.tiling.collection`)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from .rundir.layout import RunDir, creating
 from .rundir.manifest import Manifest, content_hash
 from .runhandle import Run, find_by_content, find_run, list_runs
 from .tiling import JobGraph, Sources, build_graph
+from .tiling.collection import collection  # noqa: F401 - cm.collection
 from .tiling.contract import ContractError, TileResult, check_result
 from .tiling.grid import Tile
+from .tiling.jobs import manifest_sources
 from .tiling.reader import GridReader
 from .voila import refuse_in_dashboard
 
@@ -139,6 +142,11 @@ def plan(
     cwd = os.getcwd()
     output = _check_output(output, cwd)
     site = site_options(transfer, requirements, container, submit_commands)
+    if transfer and sources.collections():
+        raise CondorMagicError(
+            f"--transfer does not send the scenes of a collection ({', '.join(sources.collections())}) with the jobs: "
+            "use it where the execute nodes see the catalog's files, without --transfer."
+        )
     backend_name, backend_reason = resolve(_check_backend(backend or settings.get("backend")))
     engine = get_backend(backend_name)
     note = engine.check(resources)
@@ -322,7 +330,7 @@ def _submit_new(p: Plan, run_id: str) -> Run:
         name=p.name,
         grid=src.grid,
         tiling=src.tiles,
-        sources=[s.to_dict() for s in src.values()],
+        sources=manifest_sources(src, graph),
         jobs=graph.jobs,
         options=p.options,
         created=time.time(),

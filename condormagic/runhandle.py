@@ -190,6 +190,44 @@ class Run:
             return None
         return finalize(self.layout, self.manifest, self._records())
 
+    def to_xarray(self, chunks=None, masked: bool = True):
+        """The output COG as a lazy ``xarray.DataArray`` (opened with rioxarray: nothing is read yet).
+
+        Its ``band`` coordinate holds the band names when the function returned a dict of named
+        arrays (else 1, 2, ...); ``x``, ``y`` and ``spatial_ref`` place it, as rioxarray does.
+
+        Parameters
+        ----------
+        chunks : optional
+            Passed to ``rioxarray.open_rasterio`` (``True`` or ``{"x": 1024, "y": 1024}``: dask
+            arrays, which needs dask); default: lazily loaded NumPy.
+        masked : bool
+            Nodata as NaN (the default), as rioxarray's ``masked``.
+
+        Raises
+        ------
+        CondorMagicError
+            The run has no output: not complete yet, or its function returned only metrics.
+        """
+        output = self.output
+        if output is None:
+            why = "its function returned only metrics" if self.complete else f"it is not complete: {self.status()}"
+            raise CondorMagicError(f"Run {self.name} ({self.id}) has no output to open: {why}.")
+        import warnings
+
+        import rioxarray
+
+        with warnings.catch_warnings():
+            # rioxarray composes affines with `*`, which affine 2.4 deprecates.
+            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+            array = rioxarray.open_rasterio(output, chunks=chunks, masked=masked, cache=False)
+        names = array.attrs.get("long_name")
+        if isinstance(names, str):
+            names = (names,)
+        if names and len(names) == array.sizes["band"] and all(names):
+            array = array.assign_coords(band=list(names))
+        return array.rename(self.name)
+
     @property
     def output_path(self) -> Path:
         """Where the output goes when the run completes (``--output``, or ``output.tif`` in the run directory)."""

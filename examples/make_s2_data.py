@@ -219,7 +219,8 @@ def make(
     force : bool
         Remake the files even if a catalog made with the same parameters is there.
     """
-    folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+    # Absolute: pystac makes the asset hrefs relative to the items only from absolute ones.
+    folder = Path(folder).absolute() if folder is not None else DEFAULT_FOLDER
     size = default_size() if size is None else int(size)
     if size < 64 or size % 2:
         raise ValueError(f"size must be an even number of pixels, at least 64, not {size}")

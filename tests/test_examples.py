@@ -6,6 +6,7 @@ environment): it attaches, never submits, and says "not computed yet" when there
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -68,6 +70,39 @@ def test_air_quality_notebook_maps_the_change_and_charts_it_per_region(tmp_path)
 
         with rasterio.open(run.output) as out:
             assert out.count == 1 and out.dtypes[0] == "float32" and out.crs.to_epsg() == 4326
+
+
+def test_composite_notebook_maps_a_cloud_free_ndvi_over_both_zones_and_charts_clear_dates(tmp_path):
+    folder = copy(tmp_path, "composite.ipynb", "make_s2_data.py")
+    nb = execute(folder, "composite.ipynb", CONDORMAGIC_DEMO_SIZE="128")
+    text = outputs(nb)
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", [])), text
+    assert "EPSG:32632, EPSG:32633" in text  # the collection spans both zones
+    shares = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(2020-\d\d-\d\d)\s+([\d.]+)% clear", text, re.M)}
+    catalog = json.loads((folder / "data" / "s2" / "catalog.json").read_text())
+    covers: dict[str, list[float]] = {}
+    for link in catalog["links"]:
+        if link["rel"] == "item":
+            item = json.loads((folder / "data" / "s2" / link["href"]).read_text())
+            covers.setdefault(item["properties"]["datetime"][:10], []).append(item["properties"]["eo:cloud_cover"])
+    kept = sorted(day for day, c in covers.items() if min(c) <= 70)  # --max-cloud 70 keeps items, not passes
+    assert sorted(shares) == kept and len(kept) >= 8
+    # the clearest and the cloudiest passes, by the catalog's own cloud cover, agree with the chart
+    by_cover = sorted(kept, key=lambda d: sum(covers[d]))
+    assert shares[by_cover[0]] > 85 and shares[by_cover[-1]] < shares[by_cover[0]] - 20
+    assert '<svg class="cm-chart"' in outputs(nb, "text/html")
+    assert "bands: ['ndvi_median', 'clear_count']" in text
+    import condormagic as cm
+
+    with mock.patch.dict(os.environ, {"CONDORMAGIC_RUNS_DIR": str(folder / "runs")}):
+        run = cm.run("NDVI_2020")
+        import rasterio
+
+        with rasterio.open(run.output) as out:
+            assert out.descriptions == ("ndvi_median", "clear_count") and out.crs.to_epsg() == 32632
+            ndvi = out.read(1)
+        valid = ndvi[np.isfinite(ndvi)]
+        assert valid.size > 0.8 * ndvi.size and 0.3 < np.median(valid) < 0.9  # a green valley in August
 
 
 @pytest.fixture(scope="module")

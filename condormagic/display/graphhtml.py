@@ -10,6 +10,7 @@ from ..tiling.sources import Sources
 from .coords import format_bounds
 
 SHOW_FIRST, SHOW_LAST = 12, 3
+SCENES_SHOWN = 8  # items of a collection listed under a job
 
 STYLE = """
 <style>
@@ -37,6 +38,8 @@ def _job_html(job: int, tiles: list[int], graph: JobGraph, src: Sources, open_: 
         coords = format_bounds(src.grid, win)
         rows.append(f'<div class="cm-muted cm-img">tile {t}: {where} &middot; {coords}</div>')
         for i, (name, s) in enumerate(src.items()):
+            if s.kind == "collection":
+                continue
             how = " (warped)" if s.warp else ""
             rows.append(
                 f'<div class="cm-img">img[{i}] <b>{escape(name)}</b> &larr; '
@@ -44,6 +47,23 @@ def _job_html(job: int, tiles: list[int], graph: JobGraph, src: Sources, open_: 
             )
     if len(tiles) > 4:
         rows.append(f'<div class="cm-muted cm-img">&hellip; {len(tiles) - 4} more tiles</div>')
+    for i, (name, s) in enumerate(src.items()):
+        if s.kind != "collection":
+            continue
+        scenes = graph.job_scenes(src, name, job)
+        rows.append(
+            f'<div class="cm-img">img[{i}] <b>{escape(name)}</b> &larr; {escape(os.path.basename(s.path))}: '
+            f"{len(scenes)} of {len(s.items)} items, {escape(', '.join(s.bands))}</div>"
+        )
+        for sc in scenes[:SCENES_SHOWN]:
+            files = ", ".join(escape(os.path.basename(f)) for f in sc["files"])
+            rows.append(
+                f'<div class="cm-img cm-scene" style="margin-left:3.6em">{escape(sc["date"])} '
+                f"<b>{escape(sc['id'])}</b> {files}</div>"
+            )
+        if len(scenes) > SCENES_SHOWN:
+            more = len(scenes) - SCENES_SHOWN
+            rows.append(f'<div class="cm-muted cm-img" style="margin-left:3.6em">&hellip; {more} more</div>')
     return (
         f'<details class="cm-job"{" open" if open_ else ""}><summary>Job#{job} &middot; {label}</summary>'
         + "".join(rows)

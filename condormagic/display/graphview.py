@@ -26,6 +26,7 @@ from .tilemap import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_pn
 
 PAGE_SIZE = 50  # jobs listed in the picker at a time
 TILES_LISTED = 20  # tiles of one job listed with their windows
+SCENES_LISTED = 24  # items of a collection listed under a job
 TILES_DRAWN = 2000  # tiles of one job highlighted on the map
 # Jobs take turns through a qualitative palette, so neighbouring jobs read apart in light and dark themes.
 PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#b07aa1", "#59a14f", "#edc948", "#9c755f", "#ff9da7")
@@ -136,6 +137,7 @@ class GraphView(widgets.VBox):
             f"x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} &middot; "
             + ", ".join(
                 f"img[{i}] <b>{escape(n)}</b> &larr; {escape(os.path.basename(s.path))}"
+                + (f" ({len(s.items)} items, {len(s.steps)} time steps)" if s.kind == "collection" else "")
                 for i, (n, s) in enumerate(src.items())
             )
             + "</div>"
@@ -198,11 +200,15 @@ class GraphView(widgets.VBox):
         src, grid = self.src, self.src.grid
         tiles = self.graph.jobs[job]
         sources = "".join(
-            f'<div class="cm-input" data-img="{i}" style="margin-left:1.2em">img[{i}] <b>{escape(name)}</b> '
-            f'&larr; <span title="{escape(s.path)}">{escape(os.path.basename(s.path))}</span>'
-            f'<span style="{MUTED}"> &middot; {s.count} band{"s" if s.count > 1 else ""} {escape(s.dtype)}'
-            + (f" &middot; warped ({escape(s.resampling)})" if s.warp else "")
-            + "</span></div>"
+            _collection_inputs(i, name, s, self.graph.job_scenes(src, name, job))
+            if s.kind == "collection"
+            else (
+                f'<div class="cm-input" data-img="{i}" style="margin-left:1.2em">img[{i}] <b>{escape(name)}</b> '
+                f'&larr; <span title="{escape(s.path)}">{escape(os.path.basename(s.path))}</span>'
+                f'<span style="{MUTED}"> &middot; {s.count} band{"s" if s.count > 1 else ""} {escape(s.dtype)}'
+                + (f" &middot; warped ({escape(s.resampling)})" if s.warp else "")
+                + "</span></div>"
+            )
             for i, (name, s) in enumerate(src.items())
         )
         rows = []
@@ -293,6 +299,32 @@ class GraphView(widgets.VBox):
     def _on_pick(self, change) -> None:
         if not getattr(self, "_updating", False) and change["new"] is not None:
             self.select(change["new"])
+
+
+def _collection_inputs(i: int, name: str, s, scenes: list[dict]) -> str:
+    """A collection under a job: img[i], its bands and time steps, then each item the job reads
+    (date, item id, files)."""
+    head = (
+        f'<div class="cm-input cm-collection" data-img="{i}" style="margin-left:1.2em">img[{i}] <b>{escape(name)}</b> '
+        f'&larr; <span title="{escape(s.path)}">{escape(os.path.basename(s.path))}</span>'
+        f'<span style="{MUTED}"> &middot; {len(s.steps)} time steps &times; {escape(", ".join(s.bands))} '
+        f"{escape(s.dtype)}" + (" &middot; warped" if s.warp else "") + "</span>"
+    )
+    rows = [
+        f'<div class="cm-scene" data-item="{escape(sc["id"])}" style="margin-left:1.2em">{escape(sc["date"])} '
+        f"<b>{escape(sc['id'])}</b> "
+        + ", ".join(f'<span title="{escape(f)}">{escape(os.path.basename(f))}</span>' for f in sc["files"])
+        + "</div>"
+        for sc in scenes[:SCENES_LISTED]
+    ]
+    if len(scenes) > SCENES_LISTED:
+        rows.append(f'<div style="{MUTED};margin-left:1.2em">&hellip; {len(scenes) - SCENES_LISTED} more items</div>')
+    summary = f"reads {len(scenes)} of {len(s.items)} items"
+    return (
+        head
+        + f'<details class="cm-scenes" open><summary style="{MUTED}">{summary}</summary>{"".join(rows)}</details>'
+        + "</div>"
+    )
 
 
 def graph_bundle(graph: JobGraph, src: Sources, name: str, header: str = "") -> dict:

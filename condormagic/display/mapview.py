@@ -93,7 +93,7 @@ def result_map(run, input_name: str | None = None, height: str = "360px"):
     if not output:
         raise ValueError("the run has no output yet")
     out_url, bounds = quicklook(output)
-    sources = run.manifest.sources
+    sources = [s for s in run.manifest.sources if s.get("kind") != "collection"]  # one raster file each
     source = next((s for s in sources if s["name"] == input_name), sources[0] if sources else None)
     (south, west), (north, east) = bounds
     span = max(east - west, (north - south) * 1.5, 1e-6)

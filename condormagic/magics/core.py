@@ -77,11 +77,37 @@ class CondorMagics(Magics):
     @argument("--halo", default="0", help="pixels of context read around every tile")
     @argument("--mask", help="a source whose all-zero tiles are skipped")
     @argument("--resampling", action="append", default=[], metavar="NAME=METHOD", help="for warped sources")
+    @argument("--bands", action="append", default=[], metavar="NAME=B1,B2", help="a collection's bands (asset keys)")
+    @argument("--datetime", action="append", default=[], metavar="[NAME=]START/END", help="a collection's dates")
+    @argument("--max-cloud", action="append", default=[], metavar="[NAME=]PERCENT", help="a collection's cloud cover")
+    @argument(
+        "--group-by", action="append", default=[], metavar="[NAME=]solar_day|none", help="a collection's time steps"
+    )
     @line_magic
     def condor_sources(self, line: str):
         """Declare the raster sources of the next ``%%condor`` cells and show them.
 
         Paths with spaces are quoted as in a shell: ``%condor_sources "dem=data/my dems/dem.tif"``.
+
+        A collection of scenes is ``NAME=stac:CATALOG`` (a STAC catalog, collection or
+        ItemCollection file or URL); the function receives it as a 4-D array (time, band, rows,
+        cols), with ``img.times[NAME]`` and ``img.bands[NAME]``. Its options take ``NAME=`` or,
+        without it, apply to every collection::
+
+            %condor_sources s2=stac:data/s2/catalog.json --bands s2=B04,B08,SCL
+                --datetime 2020-08-01/2020-10-31 --max-cloud 30 --group-by solar_day
+                --crs EPSG:32632 --res 20 --tile 1024
+
+        --bands NAME=B04,B08,SCL   the asset keys read, in order (default: the data assets every item has)
+        --datetime START/END       keep items acquired then (2020-08-01/2020-10-31; a date-only end is the
+                                   whole day; .. leaves an end open; one date is that day)
+        --max-cloud PERCENT        keep items whose eo:cloud_cover is at most PERCENT
+        --group-by solar_day|none  one time step per local solar day (granules of one pass mosaicked,
+                                   first valid pixel in the catalog's order), or per item (default)
+
+        A collection needs --crs and --res (without --bounds the grid covers its items), or a
+        raster file source for the grid; ``--resampling s2=bilinear`` applies to all its bands.
+        In Python: ``cm.sources(s2=cm.collection(...), ...)``.
         """
         args = parse(self.condor_sources, line)
         paths = pairs(args.pairs, "a source")
@@ -95,6 +121,7 @@ class CondorMagics(Magics):
             )
         res = None if args.res is None else (args.res[0] if len(args.res) == 1 else tuple(args.res[:2]))
         try:
+            paths = _collections(paths, args)
             self.sources = make_sources(
                 grid=args.grid,
                 tile=args.tile if args.tile is not None else config.get("tile"),
@@ -325,6 +352,54 @@ class CondorMagics(Magics):
             return find_run(name)
         except CondorMagicError as exc:
             raise _usage(exc) from None
+
+
+STAC_PREFIX = "stac:"
+
+
+def _collections(paths: dict[str, str], args) -> dict:
+    """``NAME=stac:CATALOG`` sources as collections, with their ``--bands``, ``--datetime``,
+    ``--max-cloud`` and ``--group-by`` (each ``NAME=VALUE``, or a bare value for every collection)."""
+    stac = [name for name, path in paths.items() if path.startswith(STAC_PREFIX)]
+
+    def per_source(values: list[str], option: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for value in values:
+            name, sep, rest = value.partition("=")
+            if sep and name.isidentifier():
+                if name not in stac:
+                    raise CondorMagicError(
+                        f"--{option} {value}: {name} is not a collection (NAME=stac:CATALOG); "
+                        f"the collections are {', '.join(stac) or 'none'}."
+                    )
+                out[name] = rest
+            else:
+                out.update({n: value for n in stac})
+        return out
+
+    options = {
+        "bands": per_source(args.bands, "bands"),
+        "datetime": per_source(args.datetime, "datetime"),
+        "max_cloud": per_source(args.max_cloud, "max-cloud"),
+        "group_by": per_source(args.group_by, "group-by"),
+    }
+    if not stac and any(options.values()):
+        raise CondorMagicError(
+            "--bands, --datetime, --max-cloud and --group-by are for collections: declare one as NAME=stac:CATALOG."
+        )
+    out: dict = dict(paths)
+    for name in stac:
+        group_by = options["group_by"].get(name)
+        if group_by is not None and group_by.lower() in ("none", "item", ""):
+            group_by = None
+        out[name] = api.collection(
+            paths[name][len(STAC_PREFIX) :],
+            bands=options["bands"].get(name),
+            datetime=options["datetime"].get(name),
+            max_cloud=options["max_cloud"].get(name),
+            group_by=group_by,
+        )
+    return out
 
 
 def _plan(args, cell: str, func, src) -> api.Plan:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,11 +14,16 @@ from .sources import Sources
 
 @dataclass(frozen=True)
 class JobGraph:
-    """Tiles grouped into jobs; ``skipped`` holds the indices of tiles a mask left out."""
+    """Tiles grouped into jobs; ``skipped`` holds the indices of tiles a mask left out.
+
+    ``reads[name][job]`` lists, for each collection source, the items (indices into its
+    ``items``) whose footprint touches the job's tiles, halo included: the only items the job reads.
+    """
 
     tiles: Tiling
     jobs: list[list[int]]
     skipped: list[int]
+    reads: dict[str, list[list[int]]] = field(default_factory=dict)
 
     @property
     def n_jobs(self) -> int:
@@ -28,7 +33,24 @@ class JobGraph:
         return {
             "jobs": self.jobs,
             "skipped": self.skipped,
+            "reads": self.reads,
         }
+
+    def job_scenes(self, src: Sources, name: str, job: int) -> list[dict]:
+        """What job ``job`` reads of collection ``name``: ``{"date", "id", "files"}`` per item."""
+        return src[name].scenes(self.reads.get(name, [[]] * self.n_jobs)[job])
+
+
+def manifest_sources(src: Sources, graph: JobGraph) -> list[dict]:
+    """The sources as the manifest records them: a collection's entry also lists, per job, the
+    items that job reads (``"jobs"``), so the run directory says which files each job reads."""
+    out = []
+    for name, s in src.items():
+        d = s.to_dict()
+        if name in graph.reads:
+            d["jobs"] = graph.reads[name]
+        out.append(d)
+    return out
 
 
 # A new worker process spends about a third of a second starting (Python, numpy, rasterio) before
@@ -72,7 +94,23 @@ def build_graph(
     todo = [i for i in range(len(tiles)) if i not in skip]
     per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2, min_job_pixels)
     jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
-    return JobGraph(tiles, jobs, skipped)
+    reads = {name: job_items(s, tiles, jobs) for name, s in src.collections().items()}
+    return JobGraph(tiles, jobs, skipped, reads)
+
+
+def job_items(collection, tiles: Tiling, jobs: list[list[int]]) -> list[list[int]]:
+    """For each job, the items of a collection source whose footprint window touches one of the
+    job's read windows (tile plus halo): the same test the reader makes, tile by tile."""
+    windows = np.array([item.window for item in collection.items], dtype=np.int64).reshape(-1, 4)
+    halo = tiles.halo
+    out = []
+    for job in jobs:
+        boxes = tiles.array(job)  # row_off, col_off, height, width
+        r0, c0 = boxes[:, 0:1] - halo, boxes[:, 1:2] - halo
+        r1, c1 = r0 + boxes[:, 2:3] + 2 * halo, c0 + boxes[:, 3:4] + 2 * halo
+        hit = (windows[:, 0] < r1) & (windows[:, 2] > r0) & (windows[:, 1] < c1) & (windows[:, 3] > c0)
+        out.append(np.flatnonzero(hit.any(axis=0)).tolist())
+    return out
 
 
 def _masked_out(src: Sources) -> list[int]:

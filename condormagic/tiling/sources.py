@@ -20,6 +20,7 @@ from ..errors import CondorMagicError, SourceError
 from ..resources import check_count
 from .grid import Grid, Tiling
 from .identity import remote_identity
+from .reader import open_raster
 
 # The options of :func:`sources`: no source can have one of these names.
 RESERVED = ("grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds")
@@ -47,6 +48,8 @@ class Source:
     warp: bool = False
     offset: tuple[int, int] = (0, 0)
     scale: tuple[float, float] | None = None
+    overview: int | None = None  # read from this overview level (a collection's preview reads)
+    kind = "file"
 
     @property
     def res(self) -> tuple[float, float]:
@@ -77,6 +80,36 @@ class Source:
             "offset": list(self.offset),
             "scale": list(self.scale) if self.scale else None,
             "remote": self.remote,
+            **({"overview": self.overview} if self.overview is not None else {}),
+        }
+
+    def changed(self) -> bool:
+        """Whether the file's content changed since declared: a local file's size or modification
+        time, a remote file's ETag or Last-Modified."""
+        if self.remote is not None:
+            try:
+                return remote_identity(self.path, config.get("http_timeout")) != self.remote
+            except TimeoutError:
+                raise SourceError(_no_answer(self.name, self.path)) from None
+        if self.size is None:
+            return False
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return True
+        return (stat.st_size, stat.st_mtime_ns) != (self.size, self.mtime_ns)
+
+    def row(self) -> dict:
+        """The ``%condor_sources`` table's row."""
+        return {
+            "name": self.name,
+            "file": self.path,
+            "size": f"{self.width} x {self.height}",
+            "bands": self.count,
+            "dtype": self.dtype,
+            "crs": _crs_label(self.crs),
+            "resolution": f"{self.res[0]:.6g} x {self.res[1]:.6g}",
+            "warped": f"yes ({self.resampling})" if self.warp else "no",
         }
 
 
@@ -134,25 +167,7 @@ class Sources(Mapping):
     def changed(self) -> list[str]:
         """The names of the sources whose content changed since declared: a local file's size or modification
         time, a remote file's ETag or Last-Modified."""
-        out = []
-        for name, s in self.by_name.items():
-            if s.remote is not None:
-                try:
-                    if remote_identity(s.path, config.get("http_timeout")) != s.remote:
-                        out.append(name)
-                except TimeoutError:
-                    raise SourceError(_no_answer(name, s.path)) from None
-                continue
-            if s.size is None:
-                continue
-            try:
-                stat = os.stat(s.path)
-            except OSError:
-                out.append(name)
-                continue
-            if (stat.st_size, stat.st_mtime_ns) != (s.size, s.mtime_ns):
-                out.append(name)
-        return out
+        return [name for name, s in self.by_name.items() if s.changed()]
 
     def current(self) -> Sources:
         """These sources as they are now: the same object if no file changed, else declared anew
@@ -163,19 +178,11 @@ class Sources(Mapping):
 
     def table(self) -> list[dict]:
         """One row per source: what the ``%condor_sources`` table shows."""
-        return [
-            {
-                "name": s.name,
-                "file": s.path,
-                "size": f"{s.width} x {s.height}",
-                "bands": s.count,
-                "dtype": s.dtype,
-                "crs": _crs_label(s.crs),
-                "resolution": f"{s.res[0]:.6g} x {s.res[1]:.6g}",
-                "warped": f"yes ({s.resampling})" if s.warp else "no",
-            }
-            for s in self.by_name.values()
-        ]
+        return [s.row() for s in self.by_name.values()]
+
+    def collections(self) -> dict:
+        """The collection sources, by name (:class:`~condormagic.tiling.collection.CollectionSource`)."""
+        return {n: s for n, s in self.by_name.items() if s.kind == "collection"}
 
     def __repr__(self) -> str:
         names = ", ".join(self.by_name)
@@ -195,7 +202,7 @@ def sources(
     crs: str | None = None,
     res: float | tuple[float, float] | None = None,
     bounds: tuple[float, float, float, float] | None = None,
-    **paths: str,
+    **paths,
 ) -> Sources:
     """Declare named raster sources and the grid they are read onto.
 
@@ -216,9 +223,14 @@ def sources(
     crs, res, bounds : optional
         An explicit target grid: CRS (anything ``rasterio.crs.CRS.from_user_input``
         takes), resolution in CRS units, and ``(left, bottom, right, top)``.
-    **paths : str
+    **paths : str or Collection
         ``name=path`` for each source, in the order the function receives them. Any path
-        or URI rasterio opens (``/vsicurl/...``, ``/vsizip/...``) works.
+        or URI rasterio opens (``/vsicurl/...``, ``/vsizip/...``) works; or a collection of
+        scenes from :func:`condormagic.collection`, which the function receives as a 4-D array
+        ``(time, band, rows, cols)``. A collection needs an explicit grid (``crs`` and ``res``;
+        without ``bounds`` the grid covers its items) or a file source to take the grid from;
+        its ``resampling`` may be one method or one per band (``{"s2": {"SCL": "nearest",
+        "*": "bilinear"}}``).
 
     Returns
     -------
@@ -248,23 +260,52 @@ def sources(
     for name in [grid, mask, *resampling]:
         if name is not None and name not in paths:
             raise SourceError(f"{name!r} is not a declared source: declared are {', '.join(paths)}.")
+    collections = {name: value for name, value in paths.items() if _is_collection(value)}
     for name, method in resampling.items():
+        if name in collections and isinstance(method, Mapping):
+            continue  # per band: checked when the collection is bound
         if method not in Resampling.__members__:
             raise SourceError(
                 f"Unknown resampling {method!r} for {name!r}: use one of nearest, bilinear, cubic, "
                 "average, mode, min, max, med."
             )
+    for option, name in (("grid", grid), ("mask", mask)):
+        if name in collections:
+            raise SourceError(
+                f"{option}={name!r} names a collection, which has no grid or mask of its own: give crs, res and "
+                f"bounds for the grid{', and a raster file as the mask' if option == 'mask' else ''}."
+            )
 
-    opened = {name: _describe(name, path, resampling.get(name, "nearest")) for name, path in paths.items()}
+    opened = {
+        name: _describe(name, path, resampling.get(name, "nearest"))
+        for name, path in paths.items()
+        if name not in collections
+    }
     explicit = [crs, res, bounds]
+    if collections and crs is not None and res is not None and bounds is None and grid is None:
+        # The grid covers the collections' items, on whole multiples of the resolution.
+        boxes = [c.bounds(_checked_crs(crs)) for c in collections.values()]
+        bounds = snap(
+            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)),
+            res,
+        )
+        explicit = [crs, res, bounds]
     if any(v is not None for v in explicit):
         if grid is not None or any(v is None for v in explicit):
-            raise SourceError("An explicit grid needs all of crs, res and bounds, and no grid source name.")
+            raise SourceError(
+                "An explicit grid needs all of crs, res and bounds (or crs and res alone with a collection, to cover "
+                "its items), and no grid source name."
+            )
         target = _explicit_grid(crs, res, bounds)
         grid_from = None
         _check_size(target, tile, opened.values())
+    elif not opened:
+        raise SourceError(
+            "A collection needs a grid to be read onto: give crs and res (the grid then covers its items), and "
+            "bounds to choose the area, or a raster file source whose grid is used."
+        )
     else:
-        grid_from = grid or next(iter(paths))
+        grid_from = grid or next(iter(opened))
         g = opened[grid_from]
         target = Grid(g.crs, g.transform, g.width, g.height)
         _check_size(target, tile, ())
@@ -274,7 +315,14 @@ def sources(
             "of context a tile needs, such as a filter's radius."
         )
 
-    aligned = {name: _align(src, target) for name, src in opened.items()}
+    aligned = {
+        name: (
+            collections[name].bind(name, target, resampling.get(name, "nearest"))
+            if name in collections
+            else _align(opened[name], target)
+        )
+        for name in paths
+    }
     declaration = {
         "grid": grid,
         "tile": tile,
@@ -287,6 +335,30 @@ def sources(
         **paths,
     }
     return Sources(aligned, target, tile, halo, mask, grid_from, declaration)
+
+
+def snap(bounds: tuple[float, float, float, float], res) -> tuple[float, float, float, float]:
+    """``bounds`` widened to whole multiples of the resolution (so grids of one CRS and resolution align)."""
+    xres, yres = (res, res) if isinstance(res, (int, float)) else res
+    left, bottom, right, top = bounds
+    return (
+        math.floor(left / xres) * xres,
+        math.floor(bottom / yres) * yres,
+        math.ceil(right / xres) * xres,
+        math.ceil(top / yres) * yres,
+    )
+
+
+def _is_collection(value) -> bool:
+    """Whether a source's value is a collection (``cm.collection(...)``) rather than a path."""
+    return not isinstance(value, (str, os.PathLike)) and callable(getattr(value, "bind", None))
+
+
+def _checked_crs(crs) -> CRS:
+    try:
+        return CRS.from_user_input(crs)
+    except Exception:
+        raise SourceError(f"{crs!r} is not a CRS: use an EPSG code such as EPSG:3035, or WKT.") from None
 
 
 def _check_size(grid: Grid, tile: int, sources) -> None:
@@ -321,7 +393,8 @@ def gdal_http_options() -> dict[str, str]:
     }
 
 
-def _describe(name: str, path: str, resampling: str) -> Source:
+def _describe(name: str, path: str, resampling: str, identify: bool = True) -> Source:
+    """Open ``path`` and describe it; ``identify=False`` asks a remote server nothing more."""
     path = os.fspath(path)
     size = mtime = remote = None
     if not is_remote(path):
@@ -330,13 +403,13 @@ def _describe(name: str, path: str, resampling: str) -> Source:
         path = os.path.abspath(path)
         stat = os.stat(path)
         size, mtime = stat.st_size, stat.st_mtime_ns
-    else:
+    elif identify:
         try:
             remote = remote_identity(path, config.get("http_timeout"))
         except TimeoutError:
             raise SourceError(_no_answer(name, path)) from None
     try:
-        with rasterio.Env(**gdal_http_options()), rasterio.open(path) as ds:
+        with rasterio.Env(**gdal_http_options()), open_raster(path) as ds:
             return Source(
                 name=name,
                 path=path,
