@@ -30,12 +30,13 @@ from .view import WEB_MERCATOR, View, fit_zoom, to_latlon
 # own container, but any other layer through its *pane*; two ImageOverlays in the shared overlay
 # pane would get one clip (the last one set), and one side would vanish.
 LEFT_PANE, RIGHT_PANE = "cmLeftPane", "cmRightPane"  # DOM classes leaflet-cmLeft-pane, leaflet-cmRight-pane
+LINES_PANE = "cmLinesPane"  # the grid's outline and tiles, and the inspected point: over the images
 BLANK = data_url(png_bytes(np.zeros((4, 1, 1), np.uint8)))
 CSS = """<style>
 .cm-explorer .leaflet-container { background: var(--jp-layout-color2, #e4e4e4); }
 .cm-explorer img.leaflet-image-layer { image-rendering: pixelated; }
-.cm-explorer .cm-graticule-label { font: 10px sans-serif; color: var(--jp-ui-font-color2, #555);
-  white-space: nowrap; background: none; border: none; }
+.cm-explorer .leaflet-div-icon { font: 10px sans-serif; color: var(--jp-ui-font-color2, #555);
+  white-space: nowrap; background: none !important; border: none !important; }
 </style>"""
 
 
@@ -133,7 +134,11 @@ class Explorer(widgets.VBox):
             scroll_wheel_zoom=True,
             attribution_control=bool(basemap),
             max_zoom=24,
-            panes={LEFT_PANE: {"zIndex": 410}, RIGHT_PANE: {"zIndex": 420}},
+            panes={
+                LEFT_PANE: {"zIndex": 410},
+                RIGHT_PANE: {"zIndex": 420},
+                LINES_PANE: {"zIndex": 430, "pointerEvents": "none"},
+            },
             layout=widgets.Layout(height=self.height, width="100%"),
         )
         m.add_class("cm-map")
@@ -175,8 +180,14 @@ class Explorer(widgets.VBox):
         m.add(ipyleaflet.ScaleControl(position="bottomleft", imperial=False))
         m.observe(self._on_move, names=["pixel_bounds", "bounds"])
         m.on_interaction(self._on_interaction)
+        # Every layer is on the map from the start: the split control's overlays are not in the
+        # map's list of layers, so any layer added later makes the frontend drop them.
+        self.marker = ipyleaflet.CircleMarker(
+            location=center, radius=5, color="#d81b60", opacity=0, fill_opacity=0, name="inspected point"
+        )
+        self.marker.pane = LINES_PANE
+        m.add(self.marker)
         self.map = m
-        self.marker = None
         self._cache.clear()
         self.map_box.children = (m,)
         if old is not None:
@@ -188,6 +199,10 @@ class Explorer(widgets.VBox):
         if self.grid is None:
             return
         features = [outline_geojson(self.grid)]
+        if self.tile:
+            tiles = tiles_geojson(self.grid, self.tile)
+            if tiles is not None:
+                features.append(tiles)
         if with_graticule:
             from rasterio.warp import transform_bounds
 
@@ -199,23 +214,20 @@ class Explorer(widgets.VBox):
                 )
             )
             for lat, lon, text in labels:
-                icon = ipyleaflet.DivIcon(html=text, class_name="cm-graticule-label", icon_size=[60, 14])
+                # parallels labelled left of the grid, meridians under it
+                anchor = [64, 7] if text[-1] in "NS" else [30, -4]
+                icon = ipyleaflet.DivIcon(html=text, icon_size=[60, 14], icon_anchor=anchor)
                 m.add(ipyleaflet.Marker(location=(lat, lon), icon=icon, draggable=False, name="graticule label"))
-        if self.tile:
-            tiles = tiles_geojson(self.grid, self.tile)
-            if tiles is not None:
-                m.add(
-                    ipyleaflet.GeoJSON(
-                        data=tiles,
-                        name="tile grid",
-                        style={"color": "#5c6bc0", "weight": 1, "opacity": 0.6, "dashArray": "4 4", "fill": False},
-                    )
-                )
-        m.add(
-            ipyleaflet.GeoJSON(
-                data=features[0], name="grid outline", style={"color": "#e65100", "weight": 2, "fill": False}
+        for feature in features:
+            kind = feature["properties"]["kind"]
+            style = {"color": "#e65100", "weight": 2, "fill": False}
+            if kind == "tiles":
+                style = {"color": "#5c6bc0", "weight": 1, "opacity": 0.7, "dashArray": "4 4", "fill": False}
+            layer = ipyleaflet.GeoJSON(
+                data=feature, name="grid outline" if kind == "outline" else "tile grid", style=style
             )
-        )
+            layer.pane = LINES_PANE
+            m.add(layer)
 
     # -- view changes and rendering ----------------------------------------------------------------
     def _on_move(self, _change=None) -> None:
@@ -406,40 +418,43 @@ class Explorer(widgets.VBox):
             f"<div>at {abs(lat):.5f}°{ns} {abs(lon):.5f}°{ew} (read from the files, full resolution)</div>"
             f'<table style="border-collapse:collapse">{"".join(rows)}</table></div>'
         )
-        if self.marker is None:
-            self.marker = ipyleaflet.CircleMarker(location=(lat, lon), radius=5, color="#d81b60", fill_opacity=0.2)
-            self.map.add(self.marker)
-        else:
+        with self.marker.hold_sync():
             self.marker.location = (lat, lon)
+            self.marker.opacity, self.marker.fill_opacity = 1.0, 0.2
         return values
 
     # -- controls ------------------------------------------------------------------------------------
     def _make_panel(self) -> widgets.VBox:
         names = list(self.layers)
-        w = widgets.Layout(width="240px")
-        self.pick = widgets.Dropdown(options=names, value=names[-1], description="layer", layout=w)
+
+        def w() -> widgets.Layout:
+            return widgets.Layout(width="240px")
+
+        self.pick = widgets.Dropdown(options=names, value=names[-1], description="layer", layout=w())
         self.visible = widgets.Checkbox(description="shown", indent=False)
         self.opacity = widgets.FloatSlider(
-            min=0, max=1, step=0.05, description="opacity", layout=w, readout_format=".2f"
+            min=0, max=1, step=0.05, description="opacity", layout=w(), readout_format=".2f"
         )
         self.mode = widgets.ToggleButtons(
             options=[("one band", "band"), ("RGB", "rgb")], layout=widgets.Layout(width="240px")
         )
         self.mode.style.button_width = "110px"
-        self.band = widgets.Dropdown(description="band", layout=w)
-        self.red = widgets.Dropdown(description="red", layout=w)
-        self.green = widgets.Dropdown(description="green", layout=w)
-        self.blue = widgets.Dropdown(description="blue", layout=w)
+        self.band = widgets.Dropdown(description="band", layout=w())
+        self.red = widgets.Dropdown(description="red", layout=w())
+        self.green = widgets.Dropdown(description="green", layout=w())
+        self.blue = widgets.Dropdown(description="blue", layout=w())
         self.colormap = widgets.Dropdown(
-            options=[(v, k) for k, v in COLORMAPS.items()], description="colours", layout=w
+            options=[(v, k) for k, v in COLORMAPS.items()], description="colours", layout=w()
         )
-        self.stretch = widgets.Dropdown(options=[(v, k) for k, v in STRETCHES.items()], description="stretch", layout=w)
-        self.n_std = widgets.BoundedFloatText(value=2.0, min=0.1, max=10, step=0.5, description="N std", layout=w)
-        self.time = widgets.SelectionSlider(options=["-"], description="date", layout=w)
+        self.stretch = widgets.Dropdown(
+            options=[(v, k) for k, v in STRETCHES.items()], description="stretch", layout=w()
+        )
+        self.n_std = widgets.BoundedFloatText(value=2.0, min=0.1, max=10, step=0.5, description="N std", layout=w())
+        self.time = widgets.SelectionSlider(options=["-"], description="date", layout=w())
         self.note = widgets.HTML(layout=widgets.Layout(width="240px"))
         self.split_box = widgets.Checkbox(value=self.split, description="split window", indent=False)
-        self.left_pick = widgets.Dropdown(options=names, value=self.left, description="left", layout=w)
-        self.right_pick = widgets.Dropdown(options=names, value=self.right, description="right", layout=w)
+        self.left_pick = widgets.Dropdown(options=names, value=self.left, description="left", layout=w())
+        self.right_pick = widgets.Dropdown(options=names, value=self.right, description="right", layout=w())
         self.fit_button = widgets.Button(description="fit", icon="expand", tooltip="show the whole of every layer")
         self.fit_button.layout.width = "80px"
         for control in (self.visible, self.opacity, self.mode, self.band, self.red, self.green, self.blue):
