@@ -22,6 +22,7 @@ _LAZY = {
     "runs": "api",
     "configure": "api",
     "dashboard": "api",
+    "explore": "api",
     "Run": "runhandle",
     "sources": "tiling",
     "Sources": "tiling",

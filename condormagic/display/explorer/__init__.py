@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from ...errors import CondorMagicError
 from .layers import FunctionLayer, RasterLayer, source_layer
 from .style import Style
 from .widget import Explorer
@@ -47,12 +48,12 @@ def explore(obj, func=None, name: str | None = None, height: str = "460px", unit
     units = units or {}
     if hasattr(obj, "manifest") and hasattr(obj, "output"):
         if func is not None:
-            raise ValueError("a run is shown with its own output: explore(run) takes no function")
+            raise CondorMagicError("A run is shown with its own output: explore(run) takes no function.")
         return explore_run(obj, height=height)
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
-            raise FileNotFoundError(f"{path} does not exist: give the path of a raster")
+            raise CondorMagicError(f"{path} does not exist: give the path of a raster.")
         layer = RasterLayer(os.path.basename(path), path, units=units.get(os.path.basename(path)))
         return Explorer([layer], grid=_grid_of(path), height=height, title=path)
     from ...tiling import Sources
@@ -77,7 +78,7 @@ def explore_run(run, height: str = "460px", input_name: str | None = None) -> Ex
     """A run's output at full resolution beside its inputs, split against ``input_name`` (default the first)."""
     output = run.output
     if not output:
-        raise ValueError(f"run {run.name} has no output to show yet (it shows once every job has completed)")
+        raise CondorMagicError(f"Run {run.name} has no output to show yet: it has one once every job has completed.")
     from ...tiling.grid import Grid
 
     manifest = run.manifest

@@ -155,10 +155,11 @@ def stretch_range(values: np.ndarray, method: str, n_std: float = 2.0) -> tuple[
 
 
 def to_bytes(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``data`` scaled so ``lo`` is 0 and ``hi`` 255, as uint8 (clipped; NaN becomes 0)."""
+    """``data`` scaled so ``lo`` is 0 and ``hi`` 255, as uint8: ``floor(clip((v - lo) * 255 / (hi - lo), 0, 255))``
+    in float64 (NaN becomes 0; with ``hi <= lo``, 255 from ``hi`` up)."""
     if hi <= lo:
         return np.where(np.isfinite(data) & (data >= hi), 255, 0).astype(np.uint8)
-    scaled = (data - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    scaled = (data.astype(np.float64) - lo) * (255.0 / (hi - lo))
     np.clip(scaled, 0, 255, out=scaled)
     return np.nan_to_num(scaled, nan=0.0).astype(np.uint8)
 
