@@ -224,7 +224,7 @@ class FunctionLayer:
         k = max(1, math.floor(view_resolution_in(g.rasterio_crs(), view) / min(g.res)))
         inverse = ~g.transform
         cols, rows = zip(
-            *(inverse * xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))), strict=True
+            *(inverse @ xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))), strict=True
         )
         c0, c1 = max(0, math.floor(min(cols))), min(g.width, math.ceil(max(cols)))
         r0, r1 = max(0, math.floor(min(rows))), min(g.height, math.ceil(max(rows)))
@@ -234,7 +234,7 @@ class FunctionLayer:
         width, height = math.ceil((c1 - c0) / k), math.ceil((r1 - r0) / k)
         if k == 1:
             return g, Tile(0, r0, c0, height, width, self.sources.halo), 1
-        transform = g.transform * Affine.translation(c0, r0) * Affine.scale(k)
+        transform = g.transform @ Affine.translation(c0, r0) @ Affine.scale(k)
         return Grid(g.crs, transform, width, height), Tile(0, 0, 0, height, width, self.sources.halo), k
 
     def render(self, bounds_3857, width: int, height: int, time=None, bands=None) -> np.ndarray:
@@ -271,7 +271,7 @@ class FunctionLayer:
             self.bands = names
         wanted = range(len(array)) if bands is None else [self._band_index(b, len(array)) for b in bands]
         source = np.ascontiguousarray(array[list(wanted)], dtype=np.float32)
-        transform = grid.transform * Affine.translation(tile.col_off, tile.row_off)
+        transform = grid.transform @ Affine.translation(tile.col_off, tile.row_off)
         reproject(
             source,
             out,

@@ -21,7 +21,7 @@ def _to_lonlat(crs, xs, ys) -> list[list[float]]:
 def _segment(grid, c0, r0, c1, r1, n: int = 16):
     t = np.linspace(0, 1, n)
     cols, rows = c0 + (c1 - c0) * t, r0 + (r1 - r0) * t
-    xs, ys = grid.transform * (cols, rows)
+    xs, ys = grid.transform @ (cols, rows)
     return xs, ys
 
 
