@@ -466,6 +466,18 @@ class Explorer(widgets.VBox):
         self.left_pick.observe(self._on_sides, "value")
         self.right_pick.observe(self._on_sides, "value")
         self.fit_button.on_click(lambda _: self.fit())
+        for control, name in (
+            (self.pick, "layer"),
+            (self.stretch, "stretch"),
+            (self.colormap, "colormap"),
+            (self.band, "band"),
+            (self.opacity, "opacity"),
+            (self.split_box, "split"),
+            (self.left_pick, "left"),
+            (self.right_pick, "right"),
+            (self.time, "time"),
+        ):
+            control.add_class(f"cm-control-{name}")
         self._load_controls()
         panel = widgets.VBox(
             [
