@@ -346,7 +346,9 @@ def dashboard(root: str | os.PathLike | None = None):
     return Dashboard(lambda: list_runs(root))
 
 
-def explore(src, func: Callable | None = None, name: str | None = None, units: dict | None = None):
+def explore(
+    src, func: Callable | None = None, name: str | None = None, units: dict | None = None, classes: dict | None = None
+):
     """A map of ``src`` rendered by the kernel for what is on screen, with ``func`` applied live.
 
     Parameters
@@ -361,6 +363,8 @@ def explore(src, func: Callable | None = None, name: str | None = None, units: d
         The function layer's name (default: the function's).
     units : dict, optional
         ``{layer name: units}`` for the legends, where the files do not say.
+    classes : dict, optional
+        ``{layer name: {value: label}}``: the names of an integer layer's classes, for its legend.
 
     Returns
     -------
@@ -371,6 +375,6 @@ def explore(src, func: Callable | None = None, name: str | None = None, units: d
     from .display.explorer import explore as make
 
     try:
-        return make(src, func, name=name, units=units)
+        return make(src, func, name=name, units=units, classes=classes)
     except (TypeError, ValueError, FileNotFoundError, NotImplementedError) as exc:
         raise CondorMagicError(str(exc)) from None

@@ -7,11 +7,15 @@ submits nothing.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import rasterio
-from browser import ARTIFACTS, chromium_page, needs_chromium, voila_server, write_dems
+from browser import ARTIFACTS, chromium_page, needs_chromium, serving, voila_server, write_dems
 from rasterio.warp import transform
 
 pytestmark = needs_chromium
@@ -128,3 +132,40 @@ def test_zoom_pan_stretch_split_and_inspect(page):
     assert change == pytest.approx(shown["dem2"] - shown["dem1"], abs=1e-4)
     assert re.search(r"\d+\.\d+°N", page.inner_text(".cm-inspector"))
     page.screenshot(path=str(ARTIFACTS / f"explorer-inspected{suffix}.png"))
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_example_explorer_page_in_condormagic_voila(tmp_path, theme):
+    """examples/explorer.ipynb as viewers see it: no code, the map, RGB and classes legends; pan, zoom,
+    stretch and split work; nothing is submitted."""
+    for name in ("explorer.ipynb", "make_s2_data.py"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    command = os.path.join(os.path.dirname(sys.executable), "condormagic")
+    argv = lambda port: [command, "voila", "explorer.ipynb", "--port", str(port), "--theme", theme]  # noqa: E731
+    runs = tmp_path / "runs"
+    suffix = "" if theme == "light" else f"-{theme}"
+    with serving(argv, tmp_path, runs, {"CONDORMAGIC_DEMO_SIZE": "256"}, "voila.log") as url:
+        with chromium_page(1200, 1000) as page:
+            page.goto(url, timeout=180_000)
+            page.wait_for_selector(".cm-explorer-status:not([data-renders='0'])", timeout=180_000)
+            text = page.inner_text("body")
+            for code in ("def ndvi_change", "cm.explore", "make_s2_data", "import"):
+                assert code not in text, code
+            assert page.locator(".cm-legend[data-side='left'][data-kind='rgb']").count() == 1  # August in RGB
+            assert "NDVI" in page.inner_text(".cm-legend[data-side='right']")  # the change, with its units
+            right = src(page, RIGHT)
+            page.click(".leaflet-control-zoom-in")
+            right = wait_for_change(page, RIGHT, right)
+            page.select_option(".cm-control-stretch select", label="mean ± N std")
+            right = wait_for_change(page, RIGHT, right)
+            left = src(page, LEFT)
+            page.select_option(".cm-control-left select", label="scl")
+            wait_for_change(page, LEFT, left)
+            page.wait_for_selector(".cm-legend[data-side='left'][data-kind='classes']", timeout=30_000)
+            assert "vegetation" in page.inner_text(".cm-legend[data-side='left']")
+            page.wait_for_timeout(500)
+            page.locator(".cm-explorer").screenshot(path=str(ARTIFACTS / f"explorer-example{suffix}.png"))
+    assert not runs.exists() or not any(runs.iterdir()), "the page made a run"

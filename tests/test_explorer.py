@@ -216,7 +216,7 @@ def test_legends_classes_for_integer_classes_and_diverging_for_changes(tmp_path)
     rng = np.random.default_rng(1)
     classes = rng.integers(0, 3, (300, 400)).astype("uint8")
     change = rng.normal(0, 5, (300, 400)).astype("float32")
-    a = RasterLayer("mask", write_cog(tmp_path / "mask.tif", classes), classes={1: "deforested"})
+    a = RasterLayer("mask", write_cog(tmp_path / "mask.tif", classes), classes={1: ("deforested", "#ff0000"), 2: "kept"})
     b = RasterLayer("change", write_cog(tmp_path / "change.tif", change))
     explorer = Explorer([a, b], split=("mask", "change"))
     left, bottom, right, top = a.footprint()
@@ -224,7 +224,10 @@ def test_legends_classes_for_integer_classes_and_diverging_for_changes(tmp_path)
     mask_legend, change_legend = explorer.legends["left"], explorer.legends["right"]
     assert mask_legend.kind == "classes"
     assert [v for v, _, _ in mask_legend.classes] == [0, 1, 2]
-    assert dict((v, label) for v, label, _ in mask_legend.classes)[1] == "deforested"
+    assert [(label, colour) for _, label, colour in mask_legend.classes][1:] == [
+        ("deforested", (255, 0, 0)),  # the colour given
+        ("kept", (31, 119, 180)),  # the palette's
+    ]
     assert change_legend.kind == "colorbar" and change_legend.colormap == "diverging"
     assert change_legend.lo == -change_legend.hi  # centred on zero
     html = explorer.legend_widgets["left"].value + explorer.legend_widgets["right"].value

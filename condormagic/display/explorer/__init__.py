@@ -29,7 +29,14 @@ def _grid_of(path: str):
         return Grid(ds.crs.to_wkt() if ds.crs else None, ds.transform, ds.width, ds.height)
 
 
-def explore(obj, func=None, name: str | None = None, height: str = "460px", units: dict | None = None) -> Explorer:
+def explore(
+    obj,
+    func=None,
+    name: str | None = None,
+    height: str = "460px",
+    units: dict | None = None,
+    classes: dict | None = None,
+) -> Explorer:
     """A map of ``obj`` (declared sources, a raster's path, or a run), with ``func`` applied live.
 
     Parameters
@@ -44,8 +51,10 @@ def explore(obj, func=None, name: str | None = None, height: str = "460px", unit
         The function layer's name (default: the function's).
     units : dict, optional
         ``{layer name: units}`` for the legends, where the files do not say.
+    classes : dict, optional
+        ``{layer name: {value: label}}``: the names of an integer layer's classes, for its legend.
     """
-    units = units or {}
+    units, classes = units or {}, classes or {}
     if hasattr(obj, "manifest") and hasattr(obj, "output"):
         if func is not None:
             raise CondorMagicError("A run is shown with its own output: explore(run) takes no function.")
@@ -54,7 +63,8 @@ def explore(obj, func=None, name: str | None = None, height: str = "460px", unit
         path = os.fspath(obj)
         if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
             raise CondorMagicError(f"{path} does not exist: give the path of a raster.")
-        layer = RasterLayer(os.path.basename(path), path, units=units.get(os.path.basename(path)))
+        base = os.path.basename(path)
+        layer = RasterLayer(base, path, units=units.get(base), classes=classes.get(base))
         return Explorer([layer], grid=_grid_of(path), height=height, title=path)
     from ...tiling import Sources
 
@@ -66,6 +76,8 @@ def explore(obj, func=None, name: str | None = None, height: str = "460px", unit
     for layer in layers:
         if layer.name in units:
             layer.units = units[layer.name]
+        if layer.name in classes:
+            layer.classes = classes[layer.name]
     split = None
     if func is not None:
         preview = FunctionLayer(func, obj, name=name, units=units.get(name or getattr(func, "__name__", ""), ""))

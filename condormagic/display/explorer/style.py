@@ -186,6 +186,26 @@ class Legend:
     stretch: str = ""
 
 
+def class_table(classes: dict | None) -> tuple[dict[int, str], dict[int, tuple[int, int, int]]]:
+    """Labels and colours of classes given as ``{value: "label"}`` or ``{value: ("label", "#rrggbb")}``."""
+    labels, colours = {}, {}
+    for key, spec in (classes or {}).items():
+        label, colour_spec = (spec, None) if isinstance(spec, str) else (spec[0], spec[1] if len(spec) > 1 else None)
+        labels[int(key)] = str(label)
+        if colour_spec:
+            text = colour_spec.lstrip("#")
+            colours[int(key)] = (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+    return labels, colours
+
+
+def class_colours(codes: np.ndarray, colours: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    """The RGB (``codes.shape + (3,)``) of integer classes: the given colours, else the palette's."""
+    rgb = PALETTE[np.mod(codes, len(PALETTE))]
+    for value, colour in colours.items():
+        rgb[codes == value] = colour
+    return rgb
+
+
 def resolve_colormap(name: str, values: np.ndarray, integer: bool, has_classes: bool) -> str:
     """The colour map ``"auto"`` means for these values: classes for integers with few values,
     diverging for values spread either side of zero, else viridis."""
@@ -226,13 +246,15 @@ def colour(
     values = _finite(band)
     cmap = resolve_colormap(style.colormap, values, integer, bool(classes))
     if cmap == "categorical":
+        labels, colours = class_table(classes)
         finite = np.where(valid, band, 0)
         codes = np.rint(finite).astype(np.int64)
-        rgb = PALETTE[np.mod(codes, len(PALETTE))].transpose(2, 0, 1)
+        rgb = class_colours(codes, colours).transpose(2, 0, 1)
         present = np.unique(np.rint(values).astype(np.int64)) if values.size else np.array([], dtype=np.int64)
-        labels = {int(k): (v if isinstance(v, str) else v[0]) for k, v in (classes or {}).items()}
         shown = [int(v) for v in present[:MAX_CLASSES]]
-        entries = [(v, labels.get(v, str(v)), tuple(int(c) for c in PALETTE[v % len(PALETTE)])) for v in shown]
+        entries = [
+            (v, labels.get(v, str(v)), tuple(int(c) for c in class_colours(np.array([v]), colours)[0])) for v in shown
+        ]
         legend = Legend("classes", title, units, colormap=cmap, classes=entries)
         return np.concatenate([rgb, alpha[None]]), legend
     lo, hi = stretch_range(values, style.stretch, style.n_std)
