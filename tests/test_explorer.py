@@ -216,7 +216,9 @@ def test_legends_classes_for_integer_classes_and_diverging_for_changes(tmp_path)
     rng = np.random.default_rng(1)
     classes = rng.integers(0, 3, (300, 400)).astype("uint8")
     change = rng.normal(0, 5, (300, 400)).astype("float32")
-    a = RasterLayer("mask", write_cog(tmp_path / "mask.tif", classes), classes={1: ("deforested", "#ff0000"), 2: "kept"})
+    a = RasterLayer(
+        "mask", write_cog(tmp_path / "mask.tif", classes), classes={1: ("deforested", "#ff0000"), 2: "kept"}
+    )
     b = RasterLayer("change", write_cog(tmp_path / "change.tif", change))
     explorer = Explorer([a, b], split=("mask", "change"))
     left, bottom, right, top = a.footprint()
@@ -426,3 +428,31 @@ def test_png_round_trip():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.MemoryFile(io.BytesIO(png_bytes(array, level=1)).read()) as mem, mem.open() as png:
                 np.testing.assert_array_equal(png.read(), array)
+
+
+def test_condor_explore_magic_in_a_kernel(dems, tmp_path, runs_dir):
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    pa, pb, *_ = dems
+    cells = [
+        "%load_ext condormagic",
+        f"%condor_sources a={pa} b={pb} --tile 128",
+        "%condor_explore",
+        "def diff(img):\n    return img['b'] - img['a']",
+        "%condor_explore diff",
+        f"path = {pa!r}\n%condor_explore path",
+        "%condor_explore NO_SUCH_RUN",
+        "x = 3\n%condor_explore x",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True)
+    client.execute(cwd=str(tmp_path))
+    widget = "application/vnd.jupyter.widget-view+json"
+    for cell in (nb.cells[2], nb.cells[4], nb.cells[5]):
+        assert [o.output_type for o in cell.outputs] == ["execute_result"], cell.outputs
+        assert widget in cell.outputs[0].data
+    from test_magics import usage_error
+
+    assert "No run is named or numbered 'NO_SUCH_RUN'" in usage_error(nb.cells[6])
+    assert "it holds int" in usage_error(nb.cells[7])
