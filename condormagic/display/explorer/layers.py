@@ -254,6 +254,8 @@ class FunctionLayer:
         if k > 1:  # decimated: every source is warped onto the coarser grid, from its overviews
             dicts = [
                 {**d, "path": _overview_path(d["path"], view), "warp": True, "offset": [0, 0], "scale": None}
+                if "path" in d
+                else d  # a collection's entry: the collection reader decides how to read it for the grid
                 for d in dicts
             ]
         with GridReader(dicts, grid) as reader:

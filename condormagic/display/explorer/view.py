@@ -77,12 +77,16 @@ def from_latlon(lat: float, lon: float) -> tuple[float, float]:
     return R * math.radians(lon), R * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
 
 
+ZOOM_SNAP = 0.25  # the map zooms in quarter steps, so a first view can fit its layers closely
+
+
 def fit_zoom(bounds_3857, width: int, height: int, padding: int = 10) -> float:
-    """The largest whole zoom at which ``bounds_3857`` fits in ``width`` x ``height`` pixels."""
+    """The largest zoom (in :data:`ZOOM_SNAP` steps) at which ``bounds_3857`` fits in ``width`` x ``height`` pixels."""
     left, bottom, right, top = bounds_3857
     span_x, span_y = max(right - left, 1e-6), max(top - bottom, 1e-6)
     scale = min((width - 2 * padding) / span_x, (height - 2 * padding) / span_y)  # pixels per metre
-    return float(max(0, min(22, math.floor(math.log2(max(scale, 1e-12) * 2 * HALF / 256)))))
+    zoom = math.log2(max(scale, 1e-12) * 2 * HALF / 256)
+    return float(max(0, min(22, math.floor(zoom / ZOOM_SNAP + 1e-9) * ZOOM_SNAP)))
 
 
 def overview_level(dataset, view_res_in_src: float) -> int | None:

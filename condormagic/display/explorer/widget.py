@@ -24,13 +24,14 @@ from .layers import WGS84
 from .legend import BOX, legend_html, number, side_label_html
 from .outline import graticule, outline_geojson, tiles_geojson
 from .style import COLORMAPS, STRETCHES, Style, colour, default_style
-from .view import WEB_MERCATOR, View, fit_zoom, to_latlon
+from .view import WEB_MERCATOR, ZOOM_SNAP, View, fit_zoom, to_latlon
 
 # Each side of a split map has a pane of its own: Leaflet's split control clips a tile layer's
 # own container, but any other layer through its *pane*; two ImageOverlays in the shared overlay
 # pane would get one clip (the last one set), and one side would vanish.
 LEFT_PANE, RIGHT_PANE = "cmLeftPane", "cmRightPane"  # DOM classes leaflet-cmLeft-pane, leaflet-cmRight-pane
 LINES_PANE = "cmLinesPane"  # the grid's outline and tiles, and the inspected point: over the images
+CELL = "padding:0 10px 0 0;text-align:left"
 BLANK = data_url(png_bytes(np.zeros((4, 1, 1), np.uint8)))
 CSS = """<style>
 .cm-explorer .leaflet-container { background: var(--jp-layout-color2, #e4e4e4); }
@@ -132,6 +133,8 @@ class Explorer(widgets.VBox):
             center=center,
             zoom=zoom,
             scroll_wheel_zoom=True,
+            zoom_snap=ZOOM_SNAP,
+            zoom_delta=0.5,
             attribution_control=bool(basemap),
             max_zoom=24,
             panes={
@@ -402,15 +405,18 @@ class Explorer(widgets.VBox):
         rows = []
         for name, vals in values.items():
             if isinstance(vals, str):
-                cells = f'<td colspan="2">{escape(vals)}</td>'
-                rows.append(f'<tr data-layer="{escape(name)}"><td><b>{escape(name)}</b></td>{cells}</tr>')
+                cells = f'<td colspan="2" style="{CELL}">{escape(vals)}</td>'
+                rows.append(
+                    f'<tr data-layer="{escape(name)}"><td style="{CELL}"><b>{escape(name)}</b></td>{cells}</tr>'
+                )
                 continue
             for band, value in vals.items():
                 shown = "outside / no data" if value is None else _value(value)
                 raw = "" if value is None else repr(value)
                 rows.append(
                     f'<tr data-layer="{escape(name)}" data-band="{escape(band)}" data-value="{escape(raw)}">'
-                    f"<td><b>{escape(name)}</b></td><td>{escape(band)}</td><td>{escape(shown)}</td></tr>"
+                    f'<td style="{CELL}"><b>{escape(name)}</b></td><td style="{CELL}">{escape(band)}</td>'
+                    f'<td style="{CELL}">{escape(shown)}</td></tr>'
                 )
         ns, ew = ("N" if lat >= 0 else "S"), ("E" if lon >= 0 else "W")
         self.inspector.value = (
