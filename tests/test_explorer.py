@@ -236,6 +236,12 @@ def test_legends_classes_for_integer_classes_and_diverging_for_changes(tmp_path)
     assert 'data-kind="classes"' in html and 'data-kind="diverging"' in html and "deforested" in html
     # each side of the split says which layer it shows, on the map
     assert "mask" in explorer.side_labels["left"].value and "change" in explorer.side_labels["right"].value
+    # the inspector names the class
+    row, col = np.argwhere(classes == 1)[0]
+    with rasterio.open(a.path) as ds:
+        (lon,), (lat,) = transform(ds.crs, "EPSG:4326", *[[v] for v in ds.xy(row, col)])
+    assert explorer.inspect(lat, lon)["mask"]["band 1"] == 1
+    assert "1 (deforested)" in explorer.inspector.value
     # a class keeps its colour whatever the view: the same value, the same colour
     png = decode(explorer.overlays["left"].url)
     colours = {tuple(png[:3, r, c]) for r in range(0, 300, 7) for c in range(0, 400, 7) if png[3, r, c]}
@@ -456,3 +462,17 @@ def test_condor_explore_magic_in_a_kernel(dems, tmp_path, runs_dir):
 
     assert "No run is named or numbered 'NO_SUCH_RUN'" in usage_error(nb.cells[6])
     assert "it holds int" in usage_error(nb.cells[7])
+
+
+def test_legend_numbers_read_as_a_person_reads_them():
+    from condormagic.display.explorer.legend import number
+
+    assert [number(v) for v in (2410.4, 191.2, 0.327, -23.3, -0.0, 1e-13, 0.0004)] == [
+        "2,410",
+        "191",
+        "0.327",
+        "-23.3",
+        "0",
+        "0",
+        "0.0004",
+    ]

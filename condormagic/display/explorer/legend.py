@@ -13,12 +13,13 @@ BOX = (
 
 
 def number(value: float) -> str:
-    """A value as a person reads it on a legend: 3 significant digits, thousands separated, no ``-0``."""
-    if value == 0 or abs(value) < 1e-12:
+    """A value as a person reads it on a legend: ``2,410``, ``0.327``, ``1.2e+12``; never ``-0``."""
+    if abs(value) < 1e-12:
         return "0"
-    if abs(value) >= 1e5 or abs(value) < 1e-3:
-        return f"{value:.3g}"
-    text = f"{value:,.3g}" if abs(value) >= 1000 else f"{value:.3g}"
+    if 1000 <= abs(value) < 1e9:
+        text = f"{round(value):,}"
+    else:
+        text = f"{value:.3g}"
     return "0" if text in ("-0", "0") else text
 
 

@@ -23,7 +23,7 @@ from ..images import data_url, png_bytes
 from .layers import WGS84
 from .legend import BOX, legend_html, number, side_label_html
 from .outline import graticule, outline_geojson, tiles_geojson
-from .style import COLORMAPS, STRETCHES, Style, colour, default_style
+from .style import COLORMAPS, STRETCHES, Style, class_table, colour, default_style
 from .view import WEB_MERCATOR, ZOOM_SNAP, View, fit_zoom, to_latlon
 
 # Each side of a split map has a pane of its own: Leaflet's split control clips a tile layer's
@@ -410,8 +410,11 @@ class Explorer(widgets.VBox):
                     f'<tr data-layer="{escape(name)}"><td style="{CELL}"><b>{escape(name)}</b></td>{cells}</tr>'
                 )
                 continue
+            labels = class_table(getattr(self.layers[name], "classes", None))[0]
             for band, value in vals.items():
                 shown = "outside / no data" if value is None else _value(value)
+                if value is not None and float(value).is_integer() and int(value) in labels:
+                    shown += f" ({labels[int(value)]})"
                 raw = "" if value is None else repr(value)
                 rows.append(
                     f'<tr data-layer="{escape(name)}" data-band="{escape(band)}" data-value="{escape(raw)}">'
