@@ -476,3 +476,22 @@ def test_legend_numbers_read_as_a_person_reads_them():
         "0",
         "0.0004",
     ]
+
+
+def test_split_off_stacks_every_shown_layer_and_on_again(dems):
+    pa, pb, *_ = dems
+    explorer = cm.explore(cm.sources(a=pa, b=pb, tile=128), lambda img: img["b"] - img["a"], name="d")
+    view = View(explorer.layers["a"].footprint(), 150, 100)
+    explorer.set_split(None)
+    assert not explorer.split and set(explorer.overlays) == {"a", "b", "d"}
+    assert explorer.map.controls and not any(type(c).__name__ == "SplitMapControl" for c in explorer.map.controls)
+    explorer.set_style("b", explorer.styles["b"].copy(visible=False))
+    assert explorer.overlays["b"].visible is False
+    show(explorer, view)
+    assert [key for key, _ in explorer.targets()] == ["a", "d"]
+    assert decode(explorer.overlays["a"].url)[3].any() and decode(explorer.overlays["d"].url)[3].any()
+    assert decode(explorer.overlays["b"].url).shape[1:] == (1, 1)  # a hidden layer is not rendered
+    explorer.set_split("b", "a")
+    assert explorer.split and (explorer.left, explorer.right) == ("b", "a")
+    show(explorer, view)
+    assert decode(explorer.overlays["left"].url)[3].any()

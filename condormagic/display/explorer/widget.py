@@ -487,6 +487,10 @@ class Explorer(widgets.VBox):
             (self.time, "time"),
         ):
             control.add_class(f"cm-control-{name}")
+        for control in (self.pick, self.opacity, self.band, self.red, self.green, self.blue, self.colormap):
+            control.style.description_width = "56px"
+        for control in (self.stretch, self.n_std, self.time, self.left_pick, self.right_pick):
+            control.style.description_width = "56px"
         self._load_controls()
         panel = widgets.VBox(
             [
