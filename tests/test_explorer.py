@@ -495,3 +495,38 @@ def test_split_off_stacks_every_shown_layer_and_on_again(dems):
     assert explorer.split and (explorer.left, explorer.right) == ("b", "a")
     show(explorer, view)
     assert decode(explorer.overlays["left"].url)[3].any()
+
+
+class TimeStack:
+    """A layer with time steps, as a collection's layer will be: one file per date (the hook of layers.py)."""
+
+    def __init__(self, name, paths, times):
+        self.name, self.times = name, list(times)
+        self._steps = [RasterLayer(name, p) for p in paths]
+        first = self._steps[0]
+        self.bands, self.integer, self.units, self.classes, self.note = first.bands, first.integer, "", None, ""
+
+    def footprint(self):
+        return self._steps[0].footprint()
+
+    def render(self, bounds_3857, width, height, time=None, bands=None):
+        return self._steps[time or 0].render(bounds_3857, width, height, bands=bands)
+
+    def values_at(self, lat, lon, time=None):
+        return self._steps[time or 0].values_at(lat, lon)
+
+
+def test_a_layer_with_time_steps_gets_a_date_slider(dems):
+    pa, pb, a, b, (x0, y0) = dems
+    layer = TimeStack("stack", [pa, pb], ["2020-08-21", "2020-10-10"])
+    explorer = Explorer([layer])
+    assert explorer.time.layout.display != "none" and list(explorer.time.options) == ["2020-08-21", "2020-10-10"]
+    show(explorer, View(layer.footprint(), 150, 100))
+    first = explorer.overlays["stack"].url
+    explorer.time.value = "2020-10-10"  # what the slider does
+    assert explorer.styles["stack"].time == 1
+    explorer.render()
+    assert explorer.overlays["stack"].url != first
+    assert explorer.legends["stack"].title == "stack · 2020-10-10"
+    lat, lon = to_latlon(x0 + 5.5 * 20, y0 - 7.5 * 20)
+    assert explorer.inspect(lat, lon)["stack"]["band 1"] == float(b[7, 5])
