@@ -530,3 +530,16 @@ def test_a_layer_with_time_steps_gets_a_date_slider(dems):
     assert explorer.legends["stack"].title == "stack · 2020-10-10"
     lat, lon = to_latlon(x0 + 5.5 * 20, y0 - 7.5 * 20)
     assert explorer.inspect(lat, lon)["stack"]["band 1"] == float(b[7, 5])
+
+
+def test_what_the_function_prints_shows_under_the_map(dems):
+    pa, pb, *_ = dems
+
+    def noisy(img):
+        print("mean of a:", float(img["a"].mean()))
+        return img["a"]
+
+    explorer = cm.explore(cm.sources(a=pa, b=pb), noisy)
+    show(explorer, View(explorer.layers["a"].footprint(), 150, 100))
+    assert "noisy printed: <code>mean of a:" in explorer.status.value
+    assert "m on the ground" in explorer.status.value

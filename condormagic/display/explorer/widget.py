@@ -370,15 +370,23 @@ class Explorer(widgets.VBox):
 
     def _show_status(self) -> None:
         view = self.view
-        where = "" if view is None else f" · 1 screen px = {number(view.resolution)} m (Web Mercator)"
+        where = ""
+        if view is not None:
+            lat = to_latlon((view.bounds[0] + view.bounds[2]) / 2, (view.bounds[1] + view.bounds[3]) / 2)[0]
+            where = f" · 1 screen px ≈ {number(view.resolution * math.cos(math.radians(lat)))} m on the ground"
         timing = f" · last render {self.render_ms[-1]:.0f} ms" if self.render_ms else ""
         notes = [
             f'<span style="color:#c62828">{escape(name)}: {escape(err)}</span>' for name, err in self.errors.items()
         ]
         for _, name in self.targets():
-            note = getattr(self.layers[name], "note", "")
-            if note:
-                notes.append(f"{escape(name)}: {escape(note)}")
+            layer = self.layers[name]
+            if getattr(layer, "note", ""):
+                notes.append(f"{escape(name)}: {escape(layer.note)}")
+            printed = getattr(layer, "output", "").strip()
+            if printed:  # what the function printed for this view
+                lines = printed.splitlines()
+                more = f" (and {len(lines) - 3} more lines)" if len(lines) > 3 else ""
+                notes.append(f"{escape(name)} printed: <code>{escape(' / '.join(lines[:3])[:300])}</code>{more}")
         self.status.value = (
             f'<div class="cm-explorer-status" data-renders="{self.n_renders}" '
             f'style="font-size:12px;color:var(--jp-ui-font-color2,#555)">'
