@@ -7,7 +7,7 @@
 - :mod:`.layers`: what can be shown (a file, a function applied live, and the hook for collections);
 - :mod:`.style`: band combination, stretch on the displayed area, colour maps;
 - :mod:`.legend`, :mod:`.outline`: legends and side labels; grid outline, tile grid, graticule;
-- :mod:`.widget`: the ipyleaflet map, its controls, the render thread and the pixel inspector.
+- :mod:`.widget`: the ipyleaflet map, the render thread and the pixel inspector; :mod:`.controls`: the panel.
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ import numpy as np
 
 from ... import config
 from ..images import data_url, png_bytes
+from .controls import Controls
 from .layers import WGS84
 from .legend import BOX, legend_html, number, side_label_html
 from .outline import graticule, outline_geojson, tiles_geojson
-from .style import COLORMAPS, STRETCHES, Style, class_table, colour, default_style
+from .style import Style, class_table, colour, default_style
 from .view import WEB_MERCATOR, ZOOM_SNAP, View, fit_zoom, to_latlon
 
 # Each side of a split map has a pane of its own: Leaflet's split control clips a tile layer's
@@ -41,7 +42,7 @@ CSS = """<style>
 </style>"""
 
 
-class Explorer(widgets.VBox):
+class Explorer(Controls, widgets.VBox):
     """A map of layers rendered for the current view, with per-layer display controls.
 
     Parameters
@@ -440,145 +441,6 @@ class Explorer(widgets.VBox):
             self.marker.opacity, self.marker.fill_opacity = 1.0, 0.2
         return values
 
-    # -- controls ------------------------------------------------------------------------------------
-    def _make_panel(self) -> widgets.VBox:
-        names = list(self.layers)
-
-        def w() -> widgets.Layout:
-            return widgets.Layout(width="240px")
-
-        self.pick = widgets.Dropdown(options=names, value=names[-1], description="layer", layout=w())
-        self.visible = widgets.Checkbox(description="shown", indent=False)
-        self.opacity = widgets.FloatSlider(
-            min=0, max=1, step=0.05, description="opacity", layout=w(), readout_format=".2f"
-        )
-        self.mode = widgets.ToggleButtons(
-            options=[("one band", "band"), ("RGB", "rgb")], layout=widgets.Layout(width="240px")
-        )
-        self.mode.style.button_width = "110px"
-        self.band = widgets.Dropdown(description="band", layout=w())
-        self.red = widgets.Dropdown(description="red", layout=w())
-        self.green = widgets.Dropdown(description="green", layout=w())
-        self.blue = widgets.Dropdown(description="blue", layout=w())
-        self.colormap = widgets.Dropdown(
-            options=[(v, k) for k, v in COLORMAPS.items()], description="colours", layout=w()
-        )
-        self.stretch = widgets.Dropdown(
-            options=[(v, k) for k, v in STRETCHES.items()], description="stretch", layout=w()
-        )
-        self.n_std = widgets.BoundedFloatText(value=2.0, min=0.1, max=10, step=0.5, description="N std", layout=w())
-        self.time = widgets.SelectionSlider(options=["-"], description="date", layout=w())
-        self.note = widgets.HTML(layout=widgets.Layout(width="240px"))
-        self.split_box = widgets.Checkbox(value=self.split, description="split window", indent=False)
-        self.left_pick = widgets.Dropdown(options=names, value=self.left, description="left", layout=w())
-        self.right_pick = widgets.Dropdown(options=names, value=self.right, description="right", layout=w())
-        self.fit_button = widgets.Button(description="fit", icon="expand", tooltip="show the whole of every layer")
-        self.fit_button.layout.width = "80px"
-        for control in (self.visible, self.opacity, self.mode, self.band, self.red, self.green, self.blue):
-            control.observe(self._on_style, "value")
-        for control in (self.colormap, self.stretch, self.n_std, self.time):
-            control.observe(self._on_style, "value")
-        self.pick.observe(lambda _: self._load_controls(), "value")
-        self.split_box.observe(self._on_split, "value")
-        self.left_pick.observe(self._on_sides, "value")
-        self.right_pick.observe(self._on_sides, "value")
-        self.fit_button.on_click(lambda _: self.fit())
-        for control, name in (
-            (self.pick, "layer"),
-            (self.stretch, "stretch"),
-            (self.colormap, "colormap"),
-            (self.band, "band"),
-            (self.opacity, "opacity"),
-            (self.split_box, "split"),
-            (self.left_pick, "left"),
-            (self.right_pick, "right"),
-            (self.time, "time"),
-        ):
-            control.add_class(f"cm-control-{name}")
-        for control in (self.pick, self.opacity, self.band, self.red, self.green, self.blue, self.colormap):
-            control.style.description_width = "56px"
-        for control in (self.stretch, self.n_std, self.time, self.left_pick, self.right_pick):
-            control.style.description_width = "56px"
-        self._load_controls()
-        panel = widgets.VBox(
-            [
-                self.pick,
-                self.note,
-                widgets.HBox([self.visible, self.fit_button]),
-                self.opacity,
-                self.mode,
-                self.band,
-                self.red,
-                self.green,
-                self.blue,
-                self.colormap,
-                self.stretch,
-                self.n_std,
-                self.time,
-                widgets.HTML('<hr style="margin:4px 0">'),
-                self.split_box,
-                self.left_pick,
-                self.right_pick,
-            ],
-            layout=widgets.Layout(width="260px", padding="0 0 0 8px", flex="0 0 260px"),
-        )
-        panel.add_class("cm-explorer-controls")
-        return panel
-
-    def _load_controls(self) -> None:
-        """Show the selected layer's settings in the controls."""
-        layer, style = self.layers[self.pick.value], self.styles[self.pick.value]
-        self._editing = True
-        try:
-            bands = list(layer.bands)
-            for dropdown in (self.band, self.red, self.green, self.blue):
-                dropdown.options = bands
-            self.band.value = style.band if style.band in bands else bands[0]
-            for dropdown, value in zip((self.red, self.green, self.blue), style.rgb, strict=True):
-                dropdown.value = value if value in bands else bands[0]
-            self.mode.value = style.mode
-            self.mode.disabled = len(bands) < 2
-            self.visible.value, self.opacity.value = style.visible, style.opacity
-            self.colormap.value, self.stretch.value, self.n_std.value = style.colormap, style.stretch, style.n_std
-            if layer.times:
-                self.time.options = [str(t) for t in layer.times]
-                self.time.index = style.time
-            self.time.layout.display = "" if layer.times else "none"
-            self.note.value = (
-                f'<div style="font-size:11px;color:var(--jp-ui-font-color2,#666)">{escape(layer.note)}</div>'
-                if getattr(layer, "note", "")
-                else ""
-            )
-            self._show_modes(style)
-        finally:
-            self._editing = False
-
-    def _show_modes(self, style: Style) -> None:
-        rgb = style.mode == "rgb"
-        for control in (self.red, self.green, self.blue):
-            control.layout.display = "" if rgb else "none"
-        for control in (self.band, self.colormap):
-            control.layout.display = "none" if rgb else ""
-        self.n_std.layout.display = "" if style.stretch == "stddev" else "none"
-
-    def _on_style(self, _change) -> None:
-        if self._editing:
-            return
-        name = self.pick.value
-        layer = self.layers[name]
-        style = self.styles[name].copy(
-            visible=self.visible.value,
-            opacity=self.opacity.value,
-            mode=self.mode.value,
-            band=self.band.value,
-            rgb=(self.red.value, self.green.value, self.blue.value),
-            colormap=self.colormap.value,
-            stretch=self.stretch.value,
-            n_std=float(self.n_std.value),
-            time=self.time.index if layer.times else 0,
-        )
-        self.set_style(name, style)
-
     def set_style(self, name: str, style: Style) -> None:
         """Change how a layer is shown (the controls call this; so can a notebook)."""
         old = self.styles[name]
@@ -604,13 +466,6 @@ class Explorer(widgets.VBox):
         for name, overlay in self.overlays.items():
             style = self.styles[name]
             overlay.opacity, overlay.visible = style.opacity, style.visible
-
-    def _on_split(self, change) -> None:
-        self.set_split(self.left_pick.value, self.right_pick.value) if change["new"] else self.set_split(None)
-
-    def _on_sides(self, _change) -> None:
-        if self.split:
-            self.set_split(self.left_pick.value, self.right_pick.value)
 
     def set_split(self, left: str | None, right: str | None = None) -> None:
         """Show ``left`` and ``right`` either side of a split; ``set_split(None)`` stacks the layers again."""
