@@ -23,6 +23,7 @@ _LAZY = {
     "configure": "api",
     "dashboard": "api",
     "collection": "api",
+    "explore": "api",
     "Run": "runhandle",
     "sources": "tiling",
     "Sources": "tiling",

@@ -1,4 +1,4 @@
-"""The Python API: ``cm.plan``, ``cm.submit``, ``cm.run``, ``cm.runs``, ``cm.configure``, ``cm.dashboard``,
+"""The Python API: ``cm.plan``, ``submit``, ``run``, ``runs``, ``configure``, ``dashboard``, ``explore``,
 and ``cm.collection`` (scenes of a STAC catalog as one source, from :mod:`condormagic.tiling.collection`)."""
 
 from __future__ import annotations
@@ -384,3 +384,37 @@ def dashboard(root: str | os.PathLike | None = None):
     from .display.dashboard import Dashboard
 
     return Dashboard(lambda: list_runs(root))
+
+
+def explore(
+    src, func: Callable | None = None, name: str | None = None, units: dict | None = None, classes: dict | None = None
+):
+    """A map of ``src`` rendered by the kernel for what is on screen, with ``func`` applied live.
+
+    Parameters
+    ----------
+    src : Sources, str or Run
+        ``cm.sources(...)`` (every source, the grid's outline and tiles), the path of a raster,
+        or a run (its output at full resolution beside its inputs, as ``run.explore()``).
+    func : callable, optional
+        ``func(img)`` as for :func:`submit`: computed on the pixels on screen (a preview at
+        screen resolution, split against the first source); nothing is submitted.
+    name : str, optional
+        The function layer's name (default: the function's).
+    units : dict, optional
+        ``{layer name: units}`` for the legends, where the files do not say.
+    classes : dict, optional
+        ``{layer name: {value: label}}``: the names of an integer layer's classes, for its legend.
+
+    Returns
+    -------
+    Explorer
+        An ipywidgets widget: layers with band, stretch, colour, opacity and split controls,
+        and a pixel inspector (click the map).
+    """
+    from .display.explorer import explore as make
+
+    try:
+        return make(src, func, name=name, units=units, classes=classes)
+    except (TypeError, ValueError, FileNotFoundError, NotImplementedError) as exc:
+        raise CondorMagicError(str(exc)) from None

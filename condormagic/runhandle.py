@@ -335,6 +335,12 @@ class Run:
 
         return run_card(self)
 
+    def explore(self):
+        """The output at full resolution on a map, split against the inputs (see ``cm.explore``)."""
+        from .display.explorer import explore_run
+
+        return explore_run(self)
+
     def _ipython_display_(self) -> None:
         from .display import show
 

@@ -108,9 +108,9 @@ def test_dry_run_preview_and_choosing_a_function(workdir):
     assert "Dry run: 6 jobs" in text_of(dry) or "Dry run:" in text_of(dry)
     assert "Job#0" in "".join(o.data.get("text/html", "") for o in dry.outputs if "data" in o)
     assert not errors_of(preview)
-    html = "".join(o.data.get("text/html", "") for o in preview.outputs if "data" in o)
-    assert "data:image/png;base64," in html
-    assert "nothing was submitted" in text_of(preview)
+    # the live preview: the explorer map (a widget) over the whole grid
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in preview.outputs)
+    assert "over the whole grid" in text_of(preview) and "nothing was submitted" in text_of(preview)
     assert "several functions (first, second)" in usage_error(ambiguous)
     assert not errors_of(chosen)
     assert "Dry run" in text_of(chosen)

@@ -93,7 +93,7 @@ def test_monitor_follows_a_failure_and_a_retry(folder):
     assert json.loads(retry[1])["completed"] == 6
     assert retry[2:] == [
         "tiles 6",
-        "result ['HTML', 'Map']",
+        "result ['HTML', 'Explorer']",  # the explorer map of the output
         "output True True",
         "header True",
         retry[6],

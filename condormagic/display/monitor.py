@@ -406,9 +406,9 @@ class Monitor(widgets.VBox):
             lines.append("metrics " + ", ".join(f"<b>{escape(k)}</b> = {v:,.6g}" for k, v in metrics.items()))
         children = [widgets.HTML(f'<div class="cm-result" style="{FONT};line-height:1.6">' + "<br>".join(lines))]
         try:
-            from .mapview import result_map
+            from .explorer import explore_run
 
-            children.append(result_map(run))
+            children.append(explore_run(run))
         except Exception as exc:
             children.append(widgets.HTML(f'<div style="{FONT};{MUTED}">no map: {escape(str(exc))}</div>'))
         self.result.children = tuple(children)

@@ -49,9 +49,9 @@ def dashboard_view(run, actions: bool = False):
     children = [widgets.HTML(status_html(run))]
     if run.complete:
         try:
-            from .mapview import result_map
+            from .explorer import explore_run
 
-            children.append(result_map(run))
+            children.append(explore_run(run))
         except Exception as exc:  # a dashboard shows what it can
             children.append(widgets.HTML(f'<div style="{FONT};{MUTED}">no map: {escape(str(exc))}</div>'))
     box = widgets.VBox(children, layout=widgets.Layout(padding="4px"))

@@ -37,6 +37,9 @@ class _Shown:
         return self.text
 
 
+_MISSING = object()
+
+
 def _usage(exc: Exception) -> UsageError:
     return UsageError(str(exc))
 
@@ -155,7 +158,9 @@ class CondorMagics(Magics):
     @argument("--container", help="HTCondor: run in this container image (container universe)")
     @argument("--submit", action="append", default=[], metavar="KEY=VALUE", help="HTCondor: any other submit command")
     @argument("--dry-run", action="store_true", help="show the job graph; submit nothing")
-    @argument("--preview", action="store_true", help="run the function on one tile here and show it; submit nothing")
+    @argument(
+        "--preview", action="store_true", help="show the function live on a map of the whole grid; submit nothing"
+    )
     @argument("--no-check", action="store_true", help="do not try the function on a small window before submitting")
     @argument("--force", action="store_true", help="submit again even if this cell already has a run")
     @argument("--wait", action="store_true", help="block until every job has finished")
@@ -254,31 +259,53 @@ class CondorMagics(Magics):
         return self.sources
 
     def _preview(self, plan):
-        from ..display.images import png_html, preview_png
-        from ..tiling import GridReader
-        from ..tiling.contract import ContractError, check_result
-
-        graph = plan.graph
-        tiles = [t for job in graph.jobs for t in job]
-        tile = graph.tiles[tiles[len(tiles) // 2]]
-        with GridReader([s.to_dict() for s in plan.sources.values()], plan.sources.grid) as reader:
-            img = reader.read(tile.read_window)
+        """The cell's function applied live to what is on screen, over the whole grid; submits nothing."""
         try:
-            checked = check_result(plan.func(img), tile)
-        except ContractError as exc:
-            raise UsageError(f"Preview: {exc}.") from None
-        caption = f"Preview of tile {tile.index} ({tile.where()})"
-        if checked.metrics:
-            caption += " &middot; " + ", ".join(f"{escape(k)} = {v:,.6g}" for k, v in checked.metrics.items())
-        if checked.array is not None:
-            display(HTML(png_html(preview_png(checked.array), caption)))
-            shape = list(checked.array.shape)
-            print(
-                f"Preview of tile {tile.index} ({tile.where()}): {checked.array.dtype} {shape}; nothing was submitted."
-            )
-        else:
-            print(f"{caption}: no array returned; nothing was submitted.")
+            explorer = api.explore(plan.sources, plan.func, name=plan.name)
+        except CondorMagicError as exc:
+            raise UsageError(f"Preview: {exc}") from None
+        except Exception as exc:  # the function failed on the window it was tried on
+            raise UsageError(
+                f"Preview: {plan.name} failed ({type(exc).__name__}: {exc}); nothing was submitted."
+            ) from None
+        display(explorer)
+        print(f"Preview of {plan.name} over the whole grid, computed at screen resolution; nothing was submitted.")
         return None
+
+    @line_magic
+    def condor_explore(self, line: str):
+        """``%condor_explore [VAR ...]``: a map rendered for what is on screen.
+
+        Without VAR: the sources of ``%condor_sources``. Each VAR names a variable holding
+        ``cm.sources(...)``, a raster's path, a run (its output beside its inputs), or a function
+        (applied live to the sources); a name that is no variable is looked up as a run's name.
+        """
+        import shlex
+
+        src = func = run = None
+        for word in shlex.split(line):
+            value = self.shell.user_ns.get(word, _MISSING)
+            if value is _MISSING:
+                run = self._run(word)
+            elif isinstance(value, Sources | str):
+                src = value
+            elif hasattr(value, "manifest") and hasattr(value, "output"):
+                run = value
+            elif callable(value):
+                func = value
+            else:
+                raise UsageError(
+                    f"%condor_explore {word}: it holds {type(value).__name__}; give sources, a raster's path, a run "
+                    "or a function."
+                )
+        try:
+            if run is not None:
+                if func is not None or src is not None:
+                    raise CondorMagicError("%condor_explore shows a run on its own (its output beside its inputs).")
+                return api.explore(run)
+            return api.explore(src if src is not None else self._sources_for(None), func)
+        except CondorMagicError as exc:
+            raise _usage(exc) from None
 
     # -- runs -----------------------------------------------------------------------------------
     @line_magic
