@@ -20,7 +20,7 @@ from rasterio.windows import Window
 from ..tiling.jobs import JobGraph
 from ..tiling.sources import Sources
 from .cards import FONT, MUTED
-from .coords import format_bounds
+from .coords import format_bounds, format_grid_bounds
 from .graphhtml import graph_html, graph_text
 from .tilemap import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
 
@@ -120,7 +120,6 @@ class GraphView(widgets.VBox):
                 crs = f" &middot; {escape(g.rasterio_crs().to_string())}"
             except Exception:
                 crs = ""
-        left, bottom, right, top = g.bounds
         return (
             f'<div class="cm-graph-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">Cluster {escape(self.name)}</b> {header}&middot; '
@@ -133,7 +132,7 @@ class GraphView(widgets.VBox):
                 else ""
             )
             + f'<br><span style="{MUTED}">grid</span> {g.width} &times; {g.height} px{crs} &middot; '
-            f"x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} &middot; "
+            f'<span class="cm-grid-bounds">{format_grid_bounds(g)}</span> &middot; '
             + ", ".join(
                 f"img[{i}] <b>{escape(n)}</b> &larr; {escape(os.path.basename(s.path))}"
                 for i, (n, s) in enumerate(src.items())
