@@ -1,8 +1,10 @@
-"""Through a real kernel (nbclient): ``%%condor`` tries the function before submitting, and what
-tiles print reaches the job's stdout line by line, each line marked with its tile."""
+"""Through a real kernel (nbclient): ``%%condor`` tries the function before submitting, what tiles
+print reaches the job's stdout line by line, each line marked with its tile, and nothing the kernel
+or the jobs write themselves draws rasterio's ``NotGeoreferencedWarning``."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -10,7 +12,13 @@ import pytest
 from conftest import write_raster
 from kernel import errors_of, execute, run_dirs, text_of
 
-LOAD = ["%load_ext condormagic", "%condor_sources dem1=dem1.tif dem2=dem2.tif --tile 100"]
+# Any NotGeoreferencedWarning in the kernel becomes an error, so a cell that draws one shows it.
+LOAD = [
+    "import warnings\nfrom rasterio.errors import NotGeoreferencedWarning\n"
+    'warnings.simplefilter("error", NotGeoreferencedWarning)',
+    "%load_ext condormagic",
+    "%condor_sources dem1=dem1.tif dem2=dem2.tif --tile 100",
+]
 
 # `np` is used before `import numpy as np`: what a restarted kernel runs into.
 NO_IMPORT = """%%condor --name NOIMPORT
@@ -48,10 +56,15 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
         NO_IMPORT,
         "import numpy as np",
         CHATTY,
-        "run = _\nout, err = run.logs(0)\nprint(run.status()['completed'], run.n_jobs)\nprint(out)",
+        "run = _\nout, err = run.logs(0)\nprint(run.status()['completed'], run.n_jobs)\nprint(out)\n"
+        "print('stderr warns', 'Warning' in err)",
+        # What the kernel draws from files it wrote: the result map (quicklooks), the card, a preview.
+        "from condormagic.display.mapview import result_map\nfrom condormagic.display.cards import run_card\n"
+        "m = result_map(run)\ncard = run_card(run)\nprint('drawn', run.output.endswith('.tif'))",
+        CHATTY.replace("--wait", "--preview"),
     ]
     nb = execute(folder, cells)
-    refused, chatty, logs = nb.cells[2], nb.cells[4], nb.cells[5]
+    refused, chatty, logs, drawn, preview = nb.cells[3], nb.cells[5], nb.cells[6], nb.cells[7], nb.cells[8]
 
     # 1. Refused with the function's own error (its line, its NameError) and one UsageError line.
     errors = errors_of(refused)
@@ -70,7 +83,8 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
     # 5. Two tiles at once in one job: each printed line whole, marked with its own tile.
     printed = text_of(logs).splitlines()
     assert printed[0] == "1 1"  # one job of two tiles, completed
-    lines = [line for line in printed[1:] if line]
+    assert printed[-1] == "stderr warns False"  # the job's stderr: its summary line, no warning
+    lines = [line for line in printed[1:-1] if line]
     assert len(lines) == 6, lines  # three lines per tile
     times: dict[int, list[float]] = {}
     for line in lines:
@@ -84,3 +98,9 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
         assert pieces == "".join(f"piece {i} of tile at col {col}; " for i in range(6)), line
     (start0, end0), (start1, end1) = times[0], times[1]
     assert start0 < end1 and start1 < end0, times  # the two tiles were computed at the same time
+
+    # 6. No NotGeoreferencedWarning: not in the job's stderr, not in any cell of the kernel.
+    assert "drawn True" in text_of(drawn) and not errors_of(drawn)
+    assert any("image/png" in json.dumps(o) or "data:image/png" in json.dumps(o) for o in preview.outputs)
+    for cell in nb.cells:
+        assert "NotGeoreferencedWarning" not in text_of(cell) + json.dumps(cell.outputs), cell.source

@@ -44,7 +44,7 @@ def split_unit(name: str) -> tuple[str, str]:
 
 
 def number(value: float) -> str:
-    """``1,234,567``, ``12.35``, ``0.001234``; never ``-0``."""
+    """``1,234,567``, ``12.35``, ``0.0012``; never ``-0`` (``-0.00001`` is ``0``)."""
     value = float(value)
     if not math.isfinite(value):
         return str(value)
@@ -54,8 +54,7 @@ def number(value: float) -> str:
         return f"{round(value) + 0:,}"
     if abs(value) >= 1:
         return f"{round(value, 2) + 0.0:,.2f}".rstrip("0").rstrip(".")
-    text = f"{value:.3g}"
-    return "0" if float(text) == 0 else text
+    return f"{round(value, 4) + 0.0:.4f}".rstrip("0").rstrip(".")
 
 
 def with_unit(value: float, unit: str) -> str:
