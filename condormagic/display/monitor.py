@@ -404,7 +404,7 @@ class Monitor(widgets.VBox):
             out, err = self._run.logs(job)
             (js,) = self._run.jobs(refresh=False, only=[job])
         pre = (
-            "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;"
+            "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;line-height:1.35;"
             "background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-content-font-color1,#222);"
             "font-family:var(--jp-code-font-family,monospace);font-size:11px"
         )
