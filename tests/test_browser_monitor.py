@@ -45,11 +45,10 @@ def test_monitor_in_voila_shows_every_job_completed_logs_and_the_map(voila):
         n_tiles = page.locator("svg.cm-tilemap rect.cm-tile").count()
         assert n_tiles == 6 and tiles.count() == 6  # one job per tile here
         assert "completed <b>6</b>" in page.locator(".cm-progress").inner_html()
-        jobs = page.locator("select").filter(has_text="pick a job")
-        jobs.select_option(label="Job#0 · completed")
+        page.locator('table.cm-jobs tr[data-job="0"]').click()  # a row opens its job's log
         stdout = page.locator("pre.cm-stdout")
         stdout.wait_for(timeout=30_000)
-        assert "hello from the tile at 0 0" in stdout.inner_text()
+        assert "[tile 0] hello from the tile at 0 0" in stdout.inner_text()
         page.locator(".leaflet-container").wait_for(timeout=60_000)
         page.locator(".leaflet-container").scroll_into_view_if_needed()
         # the map fits itself to the image once shown: wait for the image to sit in the middle

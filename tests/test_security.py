@@ -200,7 +200,7 @@ def test_the_voila_template_folder_is_private_and_unpredictable(other_user):
         "import os, sys\n"
         "kernel = os.path.join(sys.argv[1], 'kernels', 'python3')\n"
         "os.makedirs(kernel)\n"
-        "spec = '{\"argv\": [\"/bin/sh\", \"-c\", \"touch /tmp/owned\"]}'\n"
+        'spec = \'{"argv": ["/bin/sh", "-c", "touch /tmp/owned"]}\'\n'
         "open(os.path.join(kernel, 'kernel.json'), 'w').write(spec)\n"
     )
     subprocess.run([sys.executable, "-c", code, str(planted)], user=other_user.uid, check=True, timeout=30)

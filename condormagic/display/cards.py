@@ -11,6 +11,7 @@ from html import escape
 from ..errors import CondorMagicError
 from ..rundir.state import STATES
 from ..voila import NOT_COMPUTED
+from .metrics import metrics_html, metrics_text
 
 COLOURS = {
     "idle": "#9e9e9e",
@@ -25,6 +26,28 @@ COLOURS = {
 FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;color:var(--jp-ui-font-color1,#222)"
 MUTED = "color:var(--jp-ui-font-color2,#666)"
 TRACK = "var(--jp-layout-color3,#d6d6d6)"
+
+
+def cut(text: str, limit: int = 80) -> tuple[str, str]:
+    """``(short, full)``: ``text`` cut at the last word boundary before ``limit`` characters, with an
+    ellipsis (the full text goes in a tooltip); ``short == full`` when it fits."""
+    full = " ".join(text.split())
+    if len(full) <= limit:
+        return full, full
+    head = full[: limit - 1]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.-") + "…", full
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``completed 5 · failed 1``: the states a run's jobs are in, with their counts."""
+    return " &middot; ".join(
+        f'<span class="cm-count" data-state="{s}"><span style="color:{COLOURS[s]}">&#9632;</span> {s} <b>{n}</b></span>'
+        for s, n in counts.items()
+        if n
+    )
 
 
 def status_bar(counts: dict[str, int], width: int = 320, height: int = 10) -> str:
@@ -63,9 +86,11 @@ def runs_html(runs) -> str:
         counts = r.status()
         summary = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
         rows.append(
-            f'<tr class="cm-run-row" data-run="{escape(r.id)}"><td style="{cell}"><b>{escape(r.name)}</b></td>'
+            f'<tr class="cm-run-row" data-run="{escape(r.id)}" data-pick="{escape(r.id)}" tabindex="0">'
+            f'<td style="{cell}"><b>{escape(r.name)}</b></td>'
             f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(r.backend)}</td>'
-            f'<td style="{cell}">{r.n_jobs}</td><td style="{cell}" title="{summary}">{status_bar(counts, 140)}</td>'
+            f'<td style="{cell}">{r.n_jobs}</td><td class="cm-state" style="{cell}" title="{summary}">'
+            f'{status_bar(counts, 140)}<div style="margin-top:2px">{counts_text(counts)}</div></td>'
             f'<td style="{cell}">{age(r.created)}</td></tr>'
         )
     return (
@@ -97,10 +122,14 @@ def run_card(run, note: str | None = None) -> str:
     else:
         rows.append(f'<span style="opacity:.7">run directory <code>{escape(str(run.path))}</code></span>')
     if metrics:
-        rows.append("metrics " + ", ".join(f"{escape(k)} = {v:,.6g}" for k, v in metrics.items()))
+        rows.append(metrics_html(metrics))
     problems = [j for j in run.jobs(refresh=False) if j.state in ("failed", "held") and j.reason]
     for j in problems[:3]:
-        rows.append(f'<span style="color:{COLOURS[j.state]}">Job#{j.job} {j.state}: {escape(j.reason)}</span>')
+        short, full = cut(j.reason, 160)
+        rows.append(
+            f'<span class="cm-reason" style="color:{COLOURS[j.state]}" title="{escape(full)}">'
+            f"Job#{j.job} {j.state}: {escape(short)}</span>"
+        )
     if len(problems) > 3:
         rows.append(f"&hellip; {len(problems) - 3} more jobs failed or held")
     return (
@@ -119,6 +148,8 @@ def run_text(run, note: str | None = None) -> str:
     parts.append(f"  output: {output}" if output else f"  run directory: {run.path}")
     if problem:
         parts.append(f"  {problem}")
+    if run.metrics:
+        parts.append("  " + metrics_text(run.metrics).replace("\n", "\n  "))
     for j in run.jobs(refresh=False):
         if j.state in ("failed", "held") and j.reason:
             parts.append(f"  Job#{j.job} {j.state}: {j.reason}")

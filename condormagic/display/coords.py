@@ -27,13 +27,23 @@ def _crs_kind(wkt: str | None) -> tuple[bool, str]:
 
 
 def _decimals(step: float) -> int:
-    """Decimals enough to tell apart values ``step`` apart (0 for a step of a metre or more)."""
+    """The fewest decimals (0 to 8) that show ``step`` to within a tenth of itself, so pixel edges
+    read apart: 0 for 30 m, 2 for 0.25 m, 4 for one arc second (0.000278°)."""
     if step <= 0 or not math.isfinite(step):
         return 0
-    return max(0, min(8, -math.floor(math.log10(step))))
+    for decimals in range(9):
+        if abs(round(step, decimals) - step) <= step / 10:
+            return decimals
+    return 8
+
+
+def _number(value: float, decimals: int) -> str:
+    """``4,969,280`` (rounded first, so ``-0.3`` reads ``0``, never ``-0``)."""
+    return f"{round(value, decimals) + 0.0:,.{decimals}f}"
 
 
 def _degrees(value: float, positive: str, negative: str, decimals: int) -> str:
+    value = round(value, decimals) + 0.0
     return f"{abs(value):.{decimals}f}°{positive if value >= 0 else negative}"
 
 
@@ -48,5 +58,10 @@ def format_bounds(grid: Grid, window: Window) -> str:
             f"{_degrees(bottom, 'N', 'S', decimals)} to {_degrees(top, 'N', 'S', decimals)}"
         )
     suffix = f" {unit}" if unit else ""
-    x = f"x {left:,.{decimals}f} to {right:,.{decimals}f}{suffix}"
-    return f"{x}, y {bottom:,.{decimals}f} to {top:,.{decimals}f}{suffix}"
+    x = f"x {_number(left, decimals)} to {_number(right, decimals)}{suffix}"
+    return f"{x}, y {_number(bottom, decimals)} to {_number(top, decimals)}{suffix}"
+
+
+def format_grid_bounds(grid: Grid) -> str:
+    """:func:`format_bounds` of the whole grid."""
+    return format_bounds(grid, Window(0, 0, grid.width, grid.height))

@@ -1,4 +1,4 @@
-"""Every run in the runs directory, newest first, with a small progress bar each; pick one to open its monitor."""
+"""Every run in the runs directory, newest first, with its jobs' states; click one (or pick it) to open its monitor."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ipywidgets as widgets
 
 from ..voila import in_voila
 from .cards import FONT, runs_html
+from .clickable import ClickableHTML
 from .monitor import Monitor
 
 
@@ -19,7 +20,8 @@ class Dashboard(widgets.VBox):
 
     def __init__(self, list_runs: Callable[[], list]):
         self.list_runs = list_runs
-        self.table = widgets.HTML()
+        self.table = ClickableHTML()
+        self.table.on_pick(self._on_click)
         self.picker = widgets.Dropdown(description="open", layout=widgets.Layout(width="420px"))
         self.reload_button = widgets.Button(description="reload", icon="refresh", tooltip="list the runs again")
         self.monitor_box = widgets.VBox()
@@ -57,6 +59,10 @@ class Dashboard(widgets.VBox):
             self.monitor = Monitor(run)
         self.monitor_box.children = (self.monitor,)
         return self.monitor
+
+    def _on_click(self, run_id: str) -> None:
+        if run_id in {r.id for r in self.runs}:
+            self.picker.value = run_id
 
     def _on_pick(self, change) -> None:
         self.show_run(change["new"])

@@ -7,7 +7,7 @@ from html import escape
 
 from ..tiling.jobs import JobGraph
 from ..tiling.sources import Sources
-from .coords import format_bounds
+from .coords import format_bounds, format_grid_bounds
 
 SHOW_FIRST, SHOW_LAST = 12, 3
 SCENES_SHOWN = 8  # items of a collection listed under a job
@@ -81,7 +81,7 @@ def graph_html(graph: JobGraph, src: Sources, name: str, header: str = "") -> st
     parts.append(
         f"<b>Cluster</b> {escape(name)} {header}&middot; {n} jobs, {n_tiles} tiles of {src.tile} px"
         + (f", halo {src.halo}" if src.halo else "")
-        + f" &middot; grid {g.width} &times; {g.height}"
+        + f" &middot; grid {g.width} &times; {g.height}, {format_grid_bounds(g)}"
         + (
             f" &middot; {len(graph.skipped)} tiles skipped by mask <code>{escape(src.mask)}</code>"
             if graph.skipped
@@ -100,7 +100,11 @@ def graph_html(graph: JobGraph, src: Sources, name: str, header: str = "") -> st
 def graph_text(graph: JobGraph, src: Sources, name: str) -> str:
     """A plain-text summary for terminals and ``text/plain`` outputs."""
     n_tiles = sum(len(j) for j in graph.jobs)
-    lines = [f"Cluster {name}: {graph.n_jobs} jobs, {n_tiles} tiles of {src.tile} px"]
+    g = src.grid
+    lines = [
+        f"Cluster {name}: {graph.n_jobs} jobs, {n_tiles} tiles of {src.tile} px",
+        f"  grid {g.width} x {g.height}, {format_grid_bounds(g)}",
+    ]
     for job in range(min(graph.n_jobs, 5)):
         tiles = graph.jobs[job]
         lines.append(

@@ -20,9 +20,10 @@ from rasterio.windows import Window
 from ..tiling.jobs import JobGraph
 from ..tiling.sources import Sources
 from .cards import FONT, MUTED
-from .coords import format_bounds
+from .clickable import ClickableHTML
+from .coords import format_bounds, format_grid_bounds
 from .graphhtml import graph_html, graph_text
-from .tilemap import MAP_WIDTH, SVG_MAX_TILES, tile_rects, tilemap_svg, tiles_png
+from .tilemap import MAP_WIDTH, SVG_MAX_TILES, Lattice, tile_rects, tilemap_svg, tiles_png
 
 PAGE_SIZE = 50  # jobs listed in the picker at a time
 TILES_LISTED = 20  # tiles of one job listed with their windows
@@ -65,14 +66,15 @@ class GraphView(widgets.VBox):
         self.tile_job[flat] = np.repeat(np.arange(self.n_jobs), sizes)
         self._sizes = sizes
         g = src.grid
-        self.scale = width / max(g.width, g.height, 1)
-        self.width, self.height = max(1, round(g.width * self.scale)), max(1, round(g.height * self.scale))
+        self.lattice = Lattice.of(g.width, g.height, graph.tiles, width)
+        self.width, self.height = self.lattice.width, self.lattice.height
         self._base = self._draw_base()
         self.job: int | None = None
         self.page = 0
 
         self.header = widgets.HTML(self._header_html(header))
-        self.map = widgets.HTML()
+        self.map = ClickableHTML()
+        self.map.on_pick(self._on_tile)
         self.picker = widgets.Select(options=[], rows=12, layout=widgets.Layout(width="300px"))
         self.prev_button = widgets.Button(description="◀", layout=widgets.Layout(width="36px"), tooltip="previous jobs")
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="36px"), tooltip="next jobs")
@@ -95,7 +97,7 @@ class GraphView(widgets.VBox):
         pager = widgets.HBox([self.prev_button, self.next_button, self.goto, self.page_label])
         heading = widgets.HTML(
             f'<div style="{FONT};font-weight:bold">Pick a job <span style="{MUTED};font-weight:normal">'
-            "to highlight its tiles and list its inputs</span></div>"
+            "(or click a tile) to highlight its tiles and list its inputs</span></div>"
         )
         side = widgets.VBox([heading, pager, self.picker, self.inputs])
         body = widgets.HBox(
@@ -121,7 +123,6 @@ class GraphView(widgets.VBox):
                 crs = f" &middot; {escape(g.rasterio_crs().to_string())}"
             except Exception:
                 crs = ""
-        left, bottom, right, top = g.bounds
         return (
             f'<div class="cm-graph-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">Cluster {escape(self.name)}</b> {header}&middot; '
@@ -134,7 +135,7 @@ class GraphView(widgets.VBox):
                 else ""
             )
             + f'<br><span style="{MUTED}">grid</span> {g.width} &times; {g.height} px{crs} &middot; '
-            f"x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} &middot; "
+            f'<span class="cm-grid-bounds">{format_grid_bounds(g)}</span> &middot; '
             + ", ".join(
                 f"img[{i}] <b>{escape(n)}</b> &larr; {escape(os.path.basename(s.path))}"
                 + (f" ({len(s.items)} items, {len(s.steps)} time steps)" if s.kind == "collection" else "")
@@ -151,10 +152,10 @@ class GraphView(widgets.VBox):
         jobs = self.tile_job.tolist()
         if n <= SVG_MAX_TILES:
             return tile_rects(
-                self.tiles.tolist(),
-                self.scale,
+                self.tiles,
+                self.lattice,
                 [PALETTE[j % len(PALETTE)] if j >= 0 else "none" for j in jobs],
-                [f'data-tile="{i}" data-job="{j}"' for i, j in enumerate(jobs)],
+                [f'data-tile="{i}" data-job="{j}"' + (f' data-pick="{j}"' * (j >= 0)) for i, j in enumerate(jobs)],
                 [f"tile {i} &#183; Job#{j}" if j >= 0 else f"tile {i} &#183; skipped" for i, j in enumerate(jobs)],
             )
         palette = np.array([_rgba(c) for c in PALETTE] + [[0, 0, 0, 0]], dtype=np.uint8)
@@ -162,7 +163,7 @@ class GraphView(widgets.VBox):
         size = (self.graph.tiles.tile_rows, self.graph.tiles.tile_cols)
         data, (rows, cols) = tiles_png(self.tiles, size, palette[codes])
         # The lattice's full extent: each PNG pixel falls exactly on its tile (edge tiles are cut by the SVG).
-        w, h = cols * size[1] * self.scale, rows * size[0] * self.scale
+        w, h = cols * self.lattice.cell, rows * self.lattice.cell
         return (
             f'<image class="cm-tiles-png" href="data:image/png;base64,{data}" x="0" y="0" width="{w:.2f}" '
             f'height="{h:.2f}" preserveAspectRatio="none" style="image-rendering:pixelated"><title>{n} tiles, '
@@ -171,26 +172,30 @@ class GraphView(widgets.VBox):
 
     def _overlay(self, job: int) -> str:
         """The picked job over the map: the rest dimmed, its tiles outlined, its read windows dashed."""
-        s = self.scale
         tiles = self.graph.jobs[job][:TILES_DRAWN]
         colour = PALETTE[job % len(PALETTE)]
         parts = [
             f'<g class="cm-selection" data-job="{job}">',
-            '<rect width="100%" height="100%" fill="var(--jp-layout-color0,#fff)" opacity="0.6"/>',
+            '<rect width="100%" height="100%" fill="var(--jp-layout-color0,#fff)" opacity="0.6" '
+            'pointer-events="none"/>',
         ]
         halo = self.src.halo
-        for t in tiles:
-            row, col, h, w = self.tiles[t].tolist()
+        boxes = self.lattice.boxes(self.tiles[tiles]).tolist()
+        read = self.lattice.boxes(self.tiles[tiles] + [-halo, -halo, 2 * halo, 2 * halo]).tolist() if halo else []
+        for k, t in enumerate(tiles):
+            x, y, w, h = boxes[k]
             parts.append(
-                f'<rect class="cm-highlight" data-tile="{t}" data-job="{job}" x="{col * s:.2f}" y="{row * s:.2f}" '
-                f'width="{w * s:.2f}" height="{h * s:.2f}" fill="{colour}" stroke="{INK}" stroke-width="1.5">'
+                f'<rect class="cm-highlight" data-tile="{t}" data-job="{job}" data-pick="{job}" '
+                f'x="{x:.2f}" y="{y:.2f}" '
+                f'width="{w:.2f}" height="{h:.2f}" fill="{colour}" stroke="{INK}" stroke-width="1.5">'
                 f"<title>Job#{job} &#183; tile {t}</title></rect>"
             )
             if halo:
+                x, y, w, h = read[k]
                 parts.append(
-                    f'<rect class="cm-read" data-tile="{t}" x="{(col - halo) * s:.2f}" y="{(row - halo) * s:.2f}" '
-                    f'width="{(w + 2 * halo) * s:.2f}" height="{(h + 2 * halo) * s:.2f}" fill="none" '
-                    f'stroke="{INK}" stroke-width="1" stroke-dasharray="3 2"/>'
+                    f'<rect class="cm-read" data-tile="{t}" x="{x:.2f}" y="{y:.2f}" '
+                    f'width="{w:.2f}" height="{h:.2f}" fill="none" '
+                    f'stroke="{INK}" stroke-width="1" stroke-dasharray="3 2" pointer-events="none"/>'
                 )
         parts.append("</g>")
         return "".join(parts)
@@ -295,6 +300,11 @@ class GraphView(widgets.VBox):
         """Show the previous (-1) or next (+1) page of jobs in the picker."""
         self.page += step
         self._draw_page()
+
+    def _on_tile(self, value: str) -> None:
+        """A tile of the map was clicked: pick its job."""
+        if value.isdigit() and int(value) < self.n_jobs:
+            self.select(int(value))
 
     def _on_pick(self, change) -> None:
         if not getattr(self, "_updating", False) and change["new"] is not None:

@@ -17,17 +17,33 @@ import ipywidgets as widgets
 
 from ..errors import CondorMagicError
 from ..rundir.state import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, is_settled
-from .cards import COLOURS, FONT, MUTED, progress_html
+from .advice import Advice, next_step
+from .cards import COLOURS, FONT, MUTED, cut, progress_html
+from .clickable import ClickableHTML
+from .metrics import metrics_html
 from .tilemap import TileMap
 
 PAGE_SIZE = 15
 LOG_LIMIT = 20000  # characters of a log shown (its tail)
+REASON_LIMIT = 80  # characters of a reason in the job table (the whole reason is its tooltip)
+QUERY_EVERY = 30.0  # seconds between asking the scheduler about idle jobs
+# ipywidgets marks the view of a model whose kernel connection is gone (a restarted or dead kernel,
+# or widget state restored with the notebook) with this class: the header then says so.
+LIVENESS_CSS = (
+    "<style>.cm-header .cm-gone{display:none}"
+    ".jupyter-widgets-disconnected .cm-header .cm-gone,.jupyter-widgets-disconnected.cm-header .cm-gone"
+    "{display:inline}"
+    ".jupyter-widgets-disconnected .cm-header .cm-live,.jupyter-widgets-disconnected.cm-header .cm-live"
+    "{display:none}</style>"
+)
 
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "&ndash;"
     seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
@@ -70,30 +86,40 @@ class Monitor(widgets.VBox):
 
         self.header = widgets.HTML()
         self.progress = widgets.HTML()
-        self.tiles_view = widgets.HTML()
+        self.advice_view = widgets.HTML()
+        self.advice: Advice | None = None
+        self.selected: int | None = None
+        self.idle_info: dict = {}
+        self._queried = 0.0
+        self.tiles_view = ClickableHTML()
         self.sort = widgets.Dropdown(
-            options=[("job", "job"), ("state", "state"), ("runtime (longest first)", "runtime")],
+            options=[("job", "job"), ("state", "state"), ("longest runtime", "runtime")],
             value="job",
             description="sort by",
-            layout=widgets.Layout(width="230px"),
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="auto"),
         )
         self.state_filter = widgets.Dropdown(
             options=[("all", "all"), *[(s, s) for s in STATES]],
             value="all",
             description="show",
-            layout=widgets.Layout(width="170px"),
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="auto"),
         )
         self.prev_button = widgets.Button(description="◀", layout=widgets.Layout(width="36px"), tooltip="previous page")
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="36px"), tooltip="next page")
         self.page_label = widgets.HTML()
-        self.table = widgets.HTML()
-        self.job_select = widgets.Dropdown(options=[], description="job", layout=widgets.Layout(width="260px"))
+        self.table = ClickableHTML()
+        self.hint = widgets.HTML(
+            f'<div class="cm-hint" style="{FONT};{MUTED}">Click a row, or a tile of the map, to see its job\'s '
+            "output, errors and reason.</div>"
+        )
         self.log_view = widgets.HTML()
         self.remove_button = widgets.Button(description="remove", icon="times", tooltip="remove unfinished jobs")
         self.hold_button = widgets.Button(description="hold", icon="pause", tooltip="hold idle and running jobs")
         self.release_button = widgets.Button(description="release", icon="play", tooltip="release held jobs")
         self.retry_button = widgets.Button(
-            description="retry failed", icon="redo", tooltip="submit failed, held and removed jobs again"
+            description="retry", icon="redo", tooltip="submit failed, held and removed jobs again"
         )
         self.message = widgets.HTML()
         self.result = widgets.VBox()
@@ -102,7 +128,8 @@ class Monitor(widgets.VBox):
         self.state_filter.observe(self._on_table_option, "value")
         self.prev_button.on_click(lambda _: self._turn(-1))
         self.next_button.on_click(lambda _: self._turn(+1))
-        self.job_select.observe(self._on_select, "value")
+        self.table.on_pick(self._on_pick)
+        self.tiles_view.on_pick(self._on_pick)
         steering_buttons = (
             (self.remove_button, "remove"),
             (self.hold_button, "hold"),
@@ -116,12 +143,12 @@ class Monitor(widgets.VBox):
                 button.close()  # closed, not only hidden: no message from a page can reach it
 
         controls = widgets.HBox([self.sort, self.state_filter, self.prev_button, self.next_button, self.page_label])
-        table_box = widgets.VBox([controls, self.table, self.job_select, self.log_view])
+        table_box = widgets.VBox([controls, self.hint, self.table, self.log_view])
         body = widgets.HBox(
             [widgets.VBox([self.tiles_view], layout=widgets.Layout(margin="0 16px 0 0")), table_box],
             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
         )
-        rows = [self.header, self.progress, body]
+        rows = [self.header, self.progress, self.advice_view, body]
         if steering:
             rows.append(widgets.HBox([button for button, _ in steering_buttons]))
         super().__init__([*rows, self.message, self.result], layout=widgets.Layout(padding="4px"))
@@ -146,6 +173,7 @@ class Monitor(widgets.VBox):
                 counts[state] += 1
             self.counts = counts
             self.n_refreshes += 1
+            self._ask_about_idle()
             self._draw()
         return new
 
@@ -159,6 +187,21 @@ class Monitor(widgets.VBox):
         for js in self._run.jobs(refresh=False, only=changed) if changed else ():
             jobs[js.job] = js
         return jobs
+
+    def _ask_about_idle(self) -> None:
+        """Every ``QUERY_EVERY`` s while jobs are idle, what the scheduler says about them (why they
+        wait); the next step uses it. Nothing for the local backend, whose query is empty."""
+        if not self.counts[IDLE]:
+            self.idle_info = {}
+            return
+        now = time.time()
+        if now - self._queried < QUERY_EVERY:
+            return
+        self._queried = now
+        try:
+            self.idle_info = self._run.query()
+        except Exception:  # the scheduler not answering must not stop the monitor
+            self.idle_info = {}
 
     @property
     def settled(self) -> bool:
@@ -207,8 +250,31 @@ class Monitor(widgets.VBox):
     def _draw(self) -> None:
         self.header.value = self._header_html()
         self.progress.value = progress_html(self.counts)
+        self._draw_advice()
         self.tiles_view.value = self.tilemap.html(self.job_states)
         self._draw_table()
+
+    def _draw_advice(self) -> None:
+        """The next step for the run's state, and its button highlighted (none in a read-only view)."""
+        self.advice = next_step(self._run.name, self.jobs_list, self._run.options, self.idle_info)
+        if not self.steering or self.advice is None:
+            self.advice_view.value = ""
+        else:
+            self.advice_view.value = (
+                f'<div class="cm-advice" data-action="{self.advice.action or ""}" style="{FONT};line-height:1.6;'
+                f'margin:4px 0;padding:3px 8px;border-left:3px solid var(--jp-brand-color1,#1e88e5)">'
+                f"<b>Next:</b> {self.advice.html}</div>"
+            )
+        action = self.advice.action if self.advice is not None else None
+        mem = self.advice.mem if self.advice is not None else None
+        self.retry_button.description = f"retry with {mem[:-2]} {mem[-2:]}" if mem else "retry"
+        for button, name in (
+            (self.remove_button, "remove"),
+            (self.hold_button, "hold"),
+            (self.release_button, "release"),
+            (self.retry_button, "retry"),
+        ):
+            button.button_style = "primary" if name == action else ""
 
     def _header_html(self) -> str:
         run, jobs = self._run, self.jobs_list
@@ -236,10 +302,17 @@ class Monitor(widgets.VBox):
         else:
             eta = "&ndash;"
         cluster = ", ".join(map(str, sorted(run.state.clusters))) or "&ndash;"
-        state = "settled" if self.settled else "running"
-        live = "" if self.settled else ' <span style="color:#1e88e5">&#9679; live</span>'
+        state = "settled" if self.settled else '<span class="cm-live">running</span>'
+        live = (
+            ""
+            if self.settled
+            else ' <span class="cm-live" style="color:#1e88e5">&#9679; live</span>'
+            f'<span class="cm-gone" style="color:{COLOURS[HELD_STATE]}"> &#9675; not live: the kernel that ran this '
+            "monitor has stopped, so it no longer follows the run; "
+            f"<code>cm.run({escape(repr(run.name))})</code> in a running kernel shows it again</span>"
+        )
         return (
-            f'<div class="cm-header" style="{FONT};line-height:1.6">'
+            f'{LIVENESS_CSS}<div class="cm-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">{escape(run.name)}</b> <code>{escape(run.id)}</code>{live}<br>'
             f"cluster <b>{cluster}</b> &middot; backend <b>{escape(run.backend)}</b> &middot; {resources} &middot; "
             f"{len(jobs)} jobs, {all_tiles} tiles<br>"
@@ -275,33 +348,29 @@ class Monitor(widgets.VBox):
         body = []
         for j in shown:
             tiles = f"{j.tiles[0]}" if len(j.tiles) == 1 else f"{j.tiles[0]}&ndash;{j.tiles[-1]}"
-            reason = escape((j.reason or "")[:80])
+            short, full = cut(j.reason or "", REASON_LIMIT)
+            reason = f'<span title="{escape(full)}">{escape(short)}</span>' if short != full else escape(full)
+            # A job that never started has no runtime (nor a host, nor an exit code).
+            runtime = _duration(j.runtime) if j.starts and j.runtime is not None else "&ndash;"
+            selected = "true" if j.job == self.selected else "false"
             body.append(
-                f'<tr data-job="{j.job}" data-state="{j.state}"><td style="{cell}">Job#{j.job}</td>'
+                f'<tr data-job="{j.job}" data-pick="{j.job}" data-state="{j.state}" tabindex="0" '
+                f'aria-selected="{selected}" title="Job#{j.job}: click to see its output and errors">'
+                f'<td style="{cell}">Job#{j.job}</td>'
                 f'<td style="{cell}">{tiles}</td>'
                 f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}</td>'
                 f'<td style="{cell}">{escape(j.host or "")}</td>'
-                f'<td style="{cell}">{"" if j.runtime is None else f"{j.runtime:.1f} s"}</td>'
+                f'<td class="cm-runtime" style="{cell}">{runtime}</td>'
                 f'<td style="{cell}">{"" if j.exit_code is None else j.exit_code}</td>'
-                f'<td style="{cell}">{"" if j.peak_memory_mb is None else j.peak_memory_mb}</td>'
-                f'<td style="{cell};white-space:normal;max-width:260px">{reason}</td></tr>'
+                f'<td style="{cell}">{"" if j.peak_memory_mb is None else f"{j.peak_memory_mb:,}"}</td>'
+                f'<td class="cm-reason" style="{cell};white-space:normal;min-width:160px;max-width:320px">{reason}</td>'
+                "</tr>"
             )
         self.table.value = (
             f'<table class="cm-jobs" style="{FONT};border-collapse:collapse"><thead><tr '
             f'style="border-bottom:1px solid var(--jp-border-color1,#bbb)">{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>"
         )
-        options = [(f"Job#{j.job} · {j.state}", j.job) for j in shown]
-        if [o[1] for o in options] != [o[1] for o in self.job_select.options] or options != list(
-            self.job_select.options
-        ):
-            current = self.job_select.value
-            self._updating_select = True
-            try:
-                self.job_select.options = [("(pick a job to see its log)", None), *options]
-                self.job_select.value = current if current in {o[1] for o in options} else None
-            finally:
-                self._updating_select = False
 
     def _on_table_option(self, _change) -> None:
         self.page = 0
@@ -313,13 +382,21 @@ class Monitor(widgets.VBox):
         with self._lock:
             self._draw_table()
 
-    def _on_select(self, change) -> None:
-        if getattr(self, "_updating_select", False):
+    def _on_pick(self, value: str) -> None:
+        """A row or a tile was clicked: show its job's log (a second click on it closes the log)."""
+        try:
+            job = int(value)
+        except ValueError:
             return
-        self.show_log(change["new"])
+        if not 0 <= job < len(self.job_states):
+            return
+        self.show_log(None if job == self.selected else job)
 
     def show_log(self, job: int | None) -> None:
-        """Show the stdout, stderr and reason of a job's latest attempt."""
+        """Show the stdout, stderr and reason of a job's latest attempt (``None`` closes it)."""
+        self.selected = job
+        with self._lock:
+            self._draw_table()
         if job is None:
             self.log_view.value = ""
             return
@@ -327,7 +404,7 @@ class Monitor(widgets.VBox):
             out, err = self._run.logs(job)
             (js,) = self._run.jobs(refresh=False, only=[job])
         pre = (
-            "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;"
+            "margin:2px 0 6px;padding:4px 6px;max-height:220px;overflow:auto;white-space:pre-wrap;line-height:1.35;"
             "background:var(--jp-layout-color2,#f3f3f3);color:var(--jp-content-font-color1,#222);"
             "font-family:var(--jp-code-font-family,monospace);font-size:11px"
         )
@@ -357,9 +434,10 @@ class Monitor(widgets.VBox):
         try:
             with self._lock:
                 if action == "retry":
-                    jobs = run.retry()
+                    mem = self.advice.mem if self.advice is not None else None
+                    jobs = run.retry(mem=mem) if mem else run.retry()
                     text = (
-                        f"Resubmitted {len(jobs)} job(s): "
+                        f"Resubmitted {len(jobs)} job(s){f' with {mem}' if mem else ''}: "
                         + ", ".join(f"Job#{j}" for j in jobs[:10])
                         + (" …" if len(jobs) > 10 else "")
                         if jobs
@@ -387,8 +465,8 @@ class Monitor(widgets.VBox):
             failed = self.counts[FAILED] + self.counts[HELD_STATE] + self.counts[REMOVED]
             self.result.children = (
                 widgets.HTML(
-                    f'<div style="{FONT}">The run settled with {failed} job(s) failed, held or removed: '
-                    "pick one above to see why, then <b>retry failed</b>.</div>"
+                    f'<div class="cm-settled" style="{FONT}">The run settled with {failed} job(s) failed, held or '
+                    "removed; what to do next is said above.</div>"
                 ),
             )
             return
@@ -403,8 +481,8 @@ class Monitor(widgets.VBox):
         metrics = run.metrics
         lines = [f"<b>Completed.</b> output <code>{escape(str(output))}</code>"]
         if metrics:
-            lines.append("metrics " + ", ".join(f"<b>{escape(k)}</b> = {v:,.6g}" for k, v in metrics.items()))
-        children = [widgets.HTML(f'<div class="cm-result" style="{FONT};line-height:1.6">' + "<br>".join(lines))]
+            lines.append(metrics_html(metrics))
+        children = [widgets.HTML(f'<div class="cm-result" style="{FONT};line-height:1.6">' + "".join(lines) + "</div>")]
         try:
             from .explorer import explore_run
 

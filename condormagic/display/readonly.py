@@ -14,6 +14,7 @@ import ipywidgets as widgets
 
 from ..rundir.state import COMPLETED
 from .cards import FONT, MUTED, age, progress_html
+from .metrics import metrics_html
 from .monitor import Monitor
 
 
@@ -34,9 +35,7 @@ def status_html(run) -> str:
         progress_html(counts),
     ]
     if metrics:
-        lines.append(
-            f'<div style="{FONT}">' + ", ".join(f"<b>{escape(k)}</b> = {v:,.6g}" for k, v in metrics.items()) + "</div>"
-        )
+        lines.append(metrics_html(metrics, FONT))
     return "".join(lines)
 
 
