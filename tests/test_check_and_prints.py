@@ -58,9 +58,9 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
         CHATTY,
         "run = _\nout, err = run.logs(0)\nprint(run.status()['completed'], run.n_jobs)\nprint(out)\n"
         "print('stderr warns', 'Warning' in err)",
-        # What the kernel draws from files it wrote: the result map (quicklooks), the card, a preview.
-        "from condormagic.display.mapview import result_map\nfrom condormagic.display.cards import run_card\n"
-        "m = result_map(run)\ncard = run_card(run)\nprint('drawn', run.output.endswith('.tif'))",
+        # What the kernel draws from files it wrote: the result map (the explorer), the card, a preview.
+        "from condormagic.display.cards import run_card\n"
+        "m = run.explore()\nm.render()\ncard = run_card(run)\nprint('drawn', run.output.endswith('.tif'))",
         CHATTY.replace("--wait", "--preview"),
     ]
     nb = execute(folder, cells)
@@ -101,6 +101,6 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
 
     # 6. No NotGeoreferencedWarning: not in the job's stderr, not in any cell of the kernel.
     assert "drawn True" in text_of(drawn) and not errors_of(drawn)
-    assert any("image/png" in json.dumps(o) or "data:image/png" in json.dumps(o) for o in preview.outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in preview.outputs)
     for cell in nb.cells:
         assert "NotGeoreferencedWarning" not in text_of(cell) + json.dumps(cell.outputs), cell.source
