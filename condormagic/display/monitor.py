@@ -17,7 +17,7 @@ import ipywidgets as widgets
 
 from ..errors import CondorMagicError
 from ..rundir.state import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, is_settled
-from .cards import COLOURS, FONT, MUTED, progress_html
+from .cards import COLOURS, FONT, MUTED, progress_html, where
 from .tilemap import TileMap
 
 PAGE_SIZE = 15
@@ -145,6 +145,12 @@ class Monitor(widgets.VBox):
             for state in self.job_states:
                 counts[state] += 1
             self.counts = counts
+            if not is_settled(counts):
+                # Why idle jobs wait, asked of the scheduler every few seconds (kept in between).
+                waiting = self._run.waiting_reasons()
+                for j in jobs:
+                    if j.state == IDLE:
+                        j.reason = waiting.get(j.job)
             self.n_refreshes += 1
             self._draw()
         return new
@@ -238,14 +244,21 @@ class Monitor(widgets.VBox):
         cluster = ", ".join(map(str, sorted(run.state.clusters))) or "&ndash;"
         state = "settled" if self.settled else "running"
         live = "" if self.settled else ' <span style="color:#1e88e5">&#9679; live</span>'
+        problem = None if self.settled else run.scheduler_problem
+        silent = (
+            f'<br><span class="cm-scheduler" style="color:{COLOURS[HELD_STATE]}">{escape(problem)}</span>'
+            if problem
+            else ""
+        )
         return (
             f'<div class="cm-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">{escape(run.name)}</b> <code>{escape(run.id)}</code>{live}<br>'
-            f"cluster <b>{cluster}</b> &middot; backend <b>{escape(run.backend)}</b> &middot; {resources} &middot; "
+            f"cluster <b>{cluster}</b> &middot; backend <b>{escape(where(run))}</b> &middot; {resources} &middot; "
             f"{len(jobs)} jobs, {all_tiles} tiles<br>"
             f'<span style="{MUTED}">elapsed</span> <b class="cm-elapsed">{_duration(elapsed)}</b> &middot; '
             f'<span style="{MUTED}">tiles/s</span> <b>{rate:.2f}</b> &middot; '
-            f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span></div>'
+            f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span>'
+            f"{silent}</div>"
         )
 
     def _rows(self) -> list:
@@ -276,10 +289,12 @@ class Monitor(widgets.VBox):
         for j in shown:
             tiles = f"{j.tiles[0]}" if len(j.tiles) == 1 else f"{j.tiles[0]}&ndash;{j.tiles[-1]}"
             reason = escape((j.reason or "")[:80])
+            # A job the pool stopped and ran again (evicted, or retried with more memory) says so.
+            restarts = f' <span class="cm-starts">({j.starts} starts)</span>' if j.starts > 1 else ""
             body.append(
                 f'<tr data-job="{j.job}" data-state="{j.state}"><td style="{cell}">Job#{j.job}</td>'
                 f'<td style="{cell}">{tiles}</td>'
-                f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}</td>'
+                f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}{restarts}</td>'
                 f'<td style="{cell}">{escape(j.host or "")}</td>'
                 f'<td style="{cell}">{"" if j.runtime is None else f"{j.runtime:.1f} s"}</td>'
                 f'<td style="{cell}">{"" if j.exit_code is None else j.exit_code}</td>'
