@@ -19,7 +19,7 @@ from ..runhandle import find_run, list_runs
 from ..tiling import Sources
 from ..tiling import sources as make_sources
 from ..voila import in_voila
-from .args import pairs, parse, resource_arguments, words
+from .args import mem_retry_argument, pairs, parse, resource_arguments, words
 from .cell import pick_function
 
 
@@ -109,6 +109,7 @@ class CondorMagics(Magics):
     # -- the cell -----------------------------------------------------------------------------
     @magic_arguments()
     @resource_arguments()
+    @mem_retry_argument()
     @argument("--name", help="the run's name (JobBatchName); default: the function's name")
     @argument("--func", help="which function of the cell to run, when it defines several")
     @argument("--sources", help="a variable holding cm.sources(...), instead of %%condor_sources")
@@ -329,6 +330,7 @@ def _plan(args, cell: str, func, src) -> api.Plan:
         mem=words(args.mem),
         gpus=args.gpus,
         disk=words(args.disk),
+        mem_retry=words(args.mem_retry),
         name=args.name,
         tiles_per_job=args.tiles_per_job,
         output=args.output,
