@@ -197,11 +197,10 @@ class Run:
         if now - self._waiting_at < WAITING_INTERVAL:
             return dict(self._waiting)
         self._waiting_at = now
+        ask = getattr(self._backend(), "waiting", None)  # the local backend has nothing to add
         # What was read last (refreshing here would hide changes from a monitor's own poll).
-        queued = [j for j in self.jobs(refresh=False) if j.state in QUEUED]
-        engine = self._backend()
-        ask = getattr(engine, "waiting", None)
-        if not queued or ask is None:
+        queued = [] if ask is None else [j for j in self.jobs(refresh=False) if j.state in QUEUED]
+        if not queued:
             self._waiting, self.scheduler_problem = {}, None
             return {}
         idle: dict[int, list[int]] = {}

@@ -451,9 +451,9 @@ class HTCondorPool:
         """Call ``func(**kwargs)`` in a new Python process of the submitting side (as the pool user).
 
         ``func`` is a top-level function of a module the tests import (its folder goes on
-        ``sys.path``); the module is pickled by value, so the functions it submits reach the jobs
-        whole. ``kwargs`` and the return value travel as JSON. A failure raises :class:`PoolError`
-        with the process's stderr and the daemons' logs.
+        ``sys.path``); the test modules it imports are pickled by value, so the functions it
+        submits reach the jobs whole. ``kwargs`` and the return value travel as JSON. A failure
+        raises :class:`PoolError` with the process's stderr and the daemons' logs.
         """
         module = sys.modules[func.__module__]
         folder = os.path.dirname(os.path.abspath(module.__file__))
@@ -469,7 +469,8 @@ class HTCondorPool:
 
     def tool(self, *argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         """Run an HTCondor tool of the pool (``condor_q``, ``condor_vacate_job``...) as the pool user."""
-        done = self._run_as_user([str(self.bin / argv[0]), *argv[1:]], timeout, None, None)
+        tool = self.bin / argv[0] if (self.bin / argv[0]).exists() else self.sbin / argv[0]
+        done = self._run_as_user([str(tool), *argv[1:]], timeout, None, None)
         if check and done.returncode:
             raise PoolError(f"{' '.join(argv)} failed (exit {done.returncode}): {done.stderr.strip()}")
         return done
@@ -542,11 +543,13 @@ class HTCondorPool:
 # The submitting side of :meth:`HTCondorPool.call`, run as the pool user.
 RESULT_MARK = "\n--- condormagic test result ---\n"
 CALLER = """\
-import importlib, json, sys
+import importlib, json, os, sys
 sys.path.insert(0, {folder!r})
 import cloudpickle
 module = importlib.import_module({module!r})
-cloudpickle.register_pickle_by_value(module)
+for loaded in list(sys.modules.values()):  # the test modules it uses travel whole too
+    if os.path.dirname(getattr(loaded, "__file__", None) or "") == {folder!r}:
+        cloudpickle.register_pickle_by_value(loaded)
 result = getattr(module, {name!r})(**json.loads(sys.argv[1]))
 sys.stdout.write({mark!r} + json.dumps(result))
 """

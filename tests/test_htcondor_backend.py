@@ -33,13 +33,12 @@ SCHEDD = "schedd.standin@vm"
 
 
 @pytest.fixture
-def schedd(tmp_path, monkeypatch):
+def schedd(monkeypatch):
     """The stand-in, found wherever the backend looks for a schedd."""
-    standin = ScheddStandIn(tmp_path / "pool")
+    standin = ScheddStandIn()
     monkeypatch.setattr(htc, "locate_schedd", lambda name=None, pool=None, timeout=None: (standin, SCHEDD))
     htc._probe_cache.clear()
     yield standin
-    standin.close()
     htc._probe_cache.clear()
 
 

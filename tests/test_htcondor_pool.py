@@ -101,11 +101,14 @@ def Deforestation(img):
 REPORT = """\
 import json, os, getpass
 import condormagic as cm
+from condormagic.display.cards import runs_html
+from condormagic.display.monitor import Monitor
 run = cm.run("DEFORESTATION")
 print(json.dumps({
     "status": run.status(), "output": run.output, "options": run.options, "user": getpass.getuser(),
     "tiles": [os.stat(p).st_uid for p in (run.path / "tiles").iterdir()],
     "submit": (run.path / "submit.sub").read_text(), "log": run.logs(0)[0],
+    "dashboard": runs_html([run]), "header": Monitor(run, autostart=False).header.value,
 }))
 """
 
@@ -134,6 +137,9 @@ def test_the_seed_cell_runs_on_the_pool_through_a_kernel(htcondor_pool, pool_tmp
     assert result["options"]["backend_reason"] == f"backend=auto: schedd {schedd}"
     assert result["user"] == pool.login and set(result["tiles"]) == {pool.uid}
     assert "Percentage deforestation" in result["log"]
+    # The dashboard's table and the monitor's header say where the run went.
+    where = f"htcondor (schedd {schedd}, pool {pool.collector})"
+    assert where in result["dashboard"] and f"backend <b>{where}</b>" in result["header"]
     # --mem-retry reached HTCondor as its own commands.
     assert "retry_request_memory_max = 2048" in result["submit"]
     assert "retry_request_memory_increase = RequestMemory * 2" in result["submit"]
@@ -202,7 +208,7 @@ def on_pool_impossible_requests(paths: dict) -> dict:
     import htcondor2
 
     import condormagic as cm
-    from condormagic.display.cards import run_text
+    from condormagic.display.cards import run_card, run_text
     from condormagic.display.monitor import Monitor
 
     out = {}
@@ -219,6 +225,7 @@ def on_pool_impossible_requests(paths: dict) -> dict:
             "reasons": sorted(set(reasons.values())),
             "job_reasons": sorted({j.reason for j in run.jobs(refresh=False)}),
             "text": run_text(run),
+            "card": run_card(run),
             "monitor": monitor.table.value,
             "n_waiting": len(reasons),
         }
@@ -234,6 +241,13 @@ def on_pool_impossible_requests(paths: dict) -> dict:
     fits.status()
     out["fits"] = fits.waiting_reasons()
     fits.wait(timeout=60)
+    # What the reason says to do: remove the jobs, retry them with a request that fits.
+    run.remove()
+    until(lambda: run.status()["removed"] == 2)
+    out["retried"] = run.retry(cpus=2)
+    run.status()
+    out["after"] = run.waiting_reasons()
+    out["status"] = run.wait(timeout=60).status()
     return out
 
 
@@ -248,14 +262,16 @@ def test_a_request_no_slot_can_match_says_why(htcondor_pool, pool_tmp, seed):
         assert seen["job_reasons"] == seen["reasons"], (what, seen)
         assert f"2 jobs idle: {reason}" in seen["text"], seen["text"]
         assert _html_text(reason) in seen["monitor"], seen["monitor"]
-    assert out["htcondor_says"] in (["None"], ["no match found"])
+        assert _html_text(f"2 jobs idle: {reason}") in seen["card"], seen["card"]
+    assert set(out["htcondor_says"]) <= {"None", "no match found"}  # all HTCondor itself would say
     assert out["fits"] == {}
+    assert out["retried"] == [0, 1] and out["after"] == {} and out["status"]["completed"] == 2, out
 
     # From a terminal: condormagic status says it too.
-    done = pool.command([_cli(), "status", "cpus"], env=runs_env(pool_tmp))
+    done = pool.command([_cli(), "status", "memory"], env=runs_env(pool_tmp))
     assert done.returncode == 0, done.stderr
     assert f"schedd {pool.schedd_name}" in done.stdout
-    assert "2 jobs idle: no slot in the pool has 3 CPUs (the largest has 2)" in done.stdout, done.stdout
+    assert "2 jobs idle: no slot in the pool has 8 GB of memory (the largest has 4 GB)" in done.stdout, done.stdout
     for what in IMPOSSIBLE:
         pool.command([_cli(), "rm", what], env=runs_env(pool_tmp))
 

@@ -191,14 +191,14 @@ class HTCondorBackend:
         self._connections: dict[tuple, tuple] = {}
 
     # -- where ----------------------------------------------------------------------------
-    def _connect(self, manifest: Manifest | None = None):
+    def _connect(self, manifest: Manifest | None = None, timeout: float = LOCATE_TIMEOUT):
         """``(schedd, name)`` for a run (where it was submitted) or for new runs."""
         if manifest is not None and ("schedd" in manifest.options or "pool" in manifest.options):
             key = (manifest.options.get("schedd"), manifest.options.get("pool"))
         else:
             key = (self.schedd_name, self.pool)
         if key not in self._connections:
-            self._connections[key] = locate_schedd(*key, timeout=LOCATE_TIMEOUT)
+            self._connections[key] = locate_schedd(*key, timeout=timeout)
         return self._connections[key]
 
     def describe(self) -> str:
@@ -330,7 +330,7 @@ class HTCondorBackend:
         name = manifest.options.get("schedd") or self.schedd_name or "of this machine"
         run = f"CondormagicRun == {classad2.quote(manifest.id)}"
         try:
-            schedd, name = self._connect(manifest)
+            schedd, name = self._connect(manifest, timeout=PROBE_TIMEOUT)  # a view waits on this: briefly
             if not clusters:
                 schedd.query(constraint=run, projection=["ProcId"], limit=1)
                 return {}
