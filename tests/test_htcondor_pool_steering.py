@@ -57,32 +57,46 @@ def _tool(*argv: str) -> str:
 
 
 # -- hold, then release within a second, while jobs run ---------------------------------------------
+# Jobs that take three seconds to stop, as a job that cleans up on its way out does: they ignore
+# the signal HTCondor stops them with, and are killed after job_max_vacate_time.
+SLOW_TO_STOP = ["kill_sig=SIGWINCH", "job_max_vacate_time=3"]
+
+
 def on_pool_hold_release(paths: dict, flag: str) -> dict:
     import time
 
     import condormagic as cm
 
     _hold_jobs_on(flag)
-    run = cm.submit(Waiting, _sources(paths), mem="256MB", tiles_per_job=1, backend="htcondor", check=False)
+    src = _sources(paths)
+    run = cm.submit(
+        Waiting, src, mem="256MB", tiles_per_job=1, backend="htcondor", check=False, submit_commands=SLOW_TO_STOP
+    )
     _until(lambda: run.status()["running"] == 2)
     running = run.status()
     held = run.hold()
     time.sleep(0.3)
-    released = run.release()
-    # The held events of the running jobs reach the log only once they are vacated, after the release.
-    time.sleep(3)
-    queue, seen = _queue(run), run.status()
+    t = time.monotonic()
+    released = run.release()  # the two running jobs are still being stopped
+    releasing = time.monotonic() - t
+    queue = _queue(run)
+    time.sleep(1)
+    seen = run.status()
     os.remove(flag)
     run.wait(timeout=120)
-    history = [s for j in run.state.reader.procs.values() for s in j.history]
+    histories = {}
+    for (_, proc), st in run.state.reader.procs.items():
+        h = st.history
+        histories[proc] = [s for i, s in enumerate(h) if i == 0 or h[i - 1] != s]
     return {
         "running": running,
         "held": held,
         "released": released,
+        "releasing": releasing,
         "queue": queue,
         "seen": seen,
         "status": run.status(),
-        "history": history,
+        "histories": histories,
         "output": run.output,
     }
 
@@ -92,11 +106,17 @@ def test_hold_then_release_within_a_second_leaves_no_job_held(htcondor_pool, poo
         on_pool_hold_release, paths=seed["paths"], flag=str(pool_tmp / "f"), env=runs_env(pool_tmp)
     )
     assert out["running"]["running"] == 2 and out["running"]["idle"] == 4, out
-    # Every job the schedd saw was held, then released: the two running ones too.
+    # Every job the schedd saw was held, then released: the two running ones once they had stopped.
     assert out["held"] == 6 and out["released"] == 6, out
-    assert [j["JobStatus"] for j in out["queue"]] and all(j["JobStatus"] in (1, 2) for j in out["queue"]), out
+    assert 1.5 < out["releasing"] < 20, out
+    assert out["queue"] and all(j["JobStatus"] in (1, 2) for j in out["queue"]), out
     assert out["seen"]["held"] == 0, out
-    assert out["history"].count("held") >= 2  # the log did see the holds
+    # The log tells it in order: the running jobs were stopped, held, released, and ran again.
+    was_running = [h for h in out["histories"].values() if h[:2] == ["idle", "running"]]
+    assert len(was_running) == 2, out["histories"]
+    for history in was_running:
+        assert history == ["idle", "running", "idle", "held", "idle", "running", "completed"], history
+    # ...and all of them ran to the end: none was left idle and forgotten by the schedd.
     assert out["status"]["completed"] == 6, out
     np.testing.assert_array_equal(mosaic(out["output"]), seed["expected"])
 

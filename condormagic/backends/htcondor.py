@@ -65,6 +65,8 @@ _UNREACHABLE = re.compile(
 _REFUSAL = re.compile(r"^(Unable to commit transaction,?\s*)?SCHEDD:\d+:\s*", re.IGNORECASE)
 # Seconds the pool's slot ads are kept for explaining why jobs wait (a pool changes slowly).
 MACHINES_TTL = 30
+# Seconds a release waits at most for held jobs that are still being stopped (see HTCondorBackend._release).
+RELEASE_WAIT = 30
 
 
 def has_configuration() -> bool:
@@ -262,6 +264,8 @@ class HTCondorBackend:
             if not procs:
                 return 0
             constraint += f" && ({job_spec_constraint(procs)})"
+        if action == "release":
+            return self._release(schedd, schedd_name, constraint)
         past = _ACTIONS[action][1]
         result = self._call(
             schedd_name,
@@ -271,10 +275,36 @@ class HTCondorBackend:
             constraint,
             reason=f"{past} by the user with condormagic",
         )
-        try:
-            return int(result.get("TotalSuccess", 0))
-        except (AttributeError, TypeError, ValueError):
-            return 0
+        return _successes(result)
+
+    def _release(self, schedd, schedd_name: str, constraint: str) -> int:
+        """Release the held jobs of ``constraint`` once each is stopped; return how many.
+
+        A job held while it runs is held at once, but stopped only seconds later (its shadow
+        lives until then). Released meanwhile, it is idle in the schedd's queue yet never
+        matched again (seen with HTCondor 25.14). So jobs still stopping (``CurrentHosts > 0``)
+        are waited for, up to :data:`RELEASE_WAIT` seconds, and released as each stops; the log
+        then says evicted, held, released, in that order.
+        """
+        released = 0
+        deadline = time.monotonic() + RELEASE_WAIT
+        projection = ["ClusterId", "ProcId", "CurrentHosts"]
+        while True:
+            ads = self._call(schedd_name, "release", schedd.query, constraint=constraint, projection=projection)
+            stopped = [(int(ad["ClusterId"]), int(ad["ProcId"])) for ad in ads if not ad.get("CurrentHosts")]
+            if stopped:
+                result = self._call(
+                    schedd_name,
+                    "release",
+                    schedd.act,
+                    _job_action("release"),
+                    job_spec_constraint(stopped),
+                    reason="Released by the user with condormagic",
+                )
+                released += _successes(result)
+            if len(stopped) == len(ads) or time.monotonic() > deadline:
+                return released
+            time.sleep(0.25)
 
     # -- ask ------------------------------------------------------------------------------
     def query(self, layout: RunDir, manifest: Manifest) -> dict[tuple[int, int], dict]:
@@ -341,9 +371,12 @@ class HTCondorBackend:
                     jobs[cluster] = ads[0]
         except AuthenticationError:
             raise
-        except SchedulerError:  # not located: a schedd that stops leaves the collector
+        except SchedulerError as exc:  # not located: a schedd that stops leaves the collector
             self._connections.clear()
-            raise NoScheddError(_not_answering(name, "the pool's collector does not list it")) from None
+            why = "the pool's collector does not list it"
+            if str(exc).startswith("No HTCondor configuration"):
+                why = "this machine has no HTCondor configuration, and the run names no pool"
+            raise NoScheddError(_not_answering(name, why)) from None
         except htcondor2.HTCondorException as exc:
             self._connections.clear()
             if _AUTH.search(str(exc)):
@@ -422,6 +455,13 @@ def _job_action(action: str):
     import htcondor2
 
     return getattr(htcondor2.JobAction, _ACTIONS[action][0])
+
+
+def _successes(result) -> int:
+    try:
+        return int(result.get("TotalSuccess", 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 def job_spec_constraint(procs: list[tuple[int, int]]) -> str:
