@@ -205,6 +205,9 @@ SCHEDD_MIN_INTERVAL = 1
 ENABLE_KERNEL_TUNING = False
 # No java universe: the startd does not start a JVM to probe it.
 JAVA =
+# No URL-transfer plugins (box, gdrive... need Python modules this machine lacks and fill the
+# starter's log with their tracebacks); the tests transfer files and read URLs through GDAL.
+ENABLE_URL_TRANSFERS = False
 
 # A job that uses more memory than it asked for is stopped, as most sites do (where cgroups
 # do it, the hold has code 34; here the startd's policy holds it with code 21, subcode 102),
