@@ -287,11 +287,11 @@ def test_mem_retry_is_htcondors_own_commands():
 
 
 def Greedy(img):
-    """The seed's function, holding 200 MB for a moment on the first tile (more than --mem 256MB leaves)."""
+    """The seed's function, holding 300 MB for a moment on the first tile (more than --mem 256MB)."""
     import time
 
     if img.window.row_off == 0 and img.window.col_off == 0:
-        ballast = np.ones(200 * 2**20, np.uint8)
+        ballast = np.ones(300 * 2**20, np.uint8)
         time.sleep(1.5)
         del ballast
     return Deforestation(img)

@@ -48,6 +48,26 @@ def _until(condition, timeout: float = 30, every: float = 0.2):
         time.sleep(every)
 
 
+def _story(run) -> dict[tuple[int, int], list[str]]:
+    """Each cluster.proc's states as the run's event log tells them, read with HTCondor's own reader."""
+    import htcondor2
+
+    states = {0: "idle", 1: "running", 4: "idle", 9: "removed", 12: "held", 13: "idle"}
+    story: dict[tuple[int, int], list[str]] = {}
+    for event in htcondor2.JobEventLog(str(run.path / "events.log")).events(0):
+        kind = int(event.type)
+        if kind == 5:
+            state = "completed" if event.get("TerminatedNormally") and event.get("ReturnValue") == 0 else "failed"
+        elif kind in states:
+            state = states[kind]
+        else:
+            continue
+        told = story.setdefault((event.cluster, event.proc), [])
+        if not told or told[-1] != state:
+            told.append(state)
+    return story
+
+
 def _tool(*argv: str) -> str:
     import subprocess
 
@@ -84,10 +104,7 @@ def on_pool_hold_release(paths: dict, flag: str) -> dict:
     seen = run.status()
     os.remove(flag)
     run.wait(timeout=120)
-    histories = {}
-    for (_, proc), st in run.state.reader.procs.items():
-        h = st.history
-        histories[proc] = [s for i, s in enumerate(h) if i == 0 or h[i - 1] != s]
+    histories = {proc: told for (_, proc), told in _story(run).items()}
     return {
         "running": running,
         "held": held,
@@ -206,13 +223,12 @@ def on_pool_eviction(paths: dict, flag: str) -> dict:
     tiles = sorted(os.listdir(run.path / "tiles"))
     schedd = htcondor2.Schedd()
     ads = _until(lambda: list(schedd.history(f"ClusterId == {cluster}", ["NumJobStarts"], match=1)), timeout=20)
-    history = run.state.reader.procs[(cluster, 0)].history
     return {
         "vacated": vacated,
         "idle_again": idle_again,
         "status": run.status(),
         "starts": job.starts,
-        "history": [s for i, s in enumerate(history) if i == 0 or history[i - 1] != s],
+        "history": _story(run)[(cluster, 0)],
         "table": monitor.table.value,
         "tiles": tiles,
         "tile_written": os.stat(run.path / "tiles" / tiles[0]).st_mtime,
@@ -277,7 +293,7 @@ def on_pool_schedd_restart(paths: dict, flag: str) -> dict:
         "waited": waited,
         "message": monitor.message.value,
         "clusters": run.clusters,
-        "submitted": sorted(k for k in run.state.reader.procs),
+        "submitted": sorted(_story(run)),
         "status": run.status(),
         "output": run.output,
         "cluster": cluster,
