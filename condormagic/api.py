@@ -18,7 +18,7 @@ from .backends import get_backend, resolve
 from .backends.base import Backend
 from .backends.description import site_options
 from .errors import CondorMagicError
-from .resources import Resources, check_count, check_name, parse_resources
+from .resources import Resources, check_count, check_name, parse_mem_retry, parse_resources
 from .rundir import function as function_file
 from .rundir.layout import RunDir, creating
 from .rundir.manifest import Manifest, content_hash
@@ -122,6 +122,7 @@ def plan(
     requirements: str | None = None,
     container: str | None = None,
     submit_commands: dict[str, str] | list[str] | None = None,
+    mem_retry: str | None = None,
 ) -> Plan:
     """Check a run's arguments and build its job graph without submitting anything.
 
@@ -135,6 +136,7 @@ def plan(
     sources = sources.current()
     defaults = Resources(settings.get("cpus"), settings.get("mem"), 0, None)
     resources = parse_resources(cpus, mem, gpus, disk, defaults=defaults)
+    retry_memory = parse_mem_retry(mem_retry, resources.mem)
     if tiles_per_job is not None:
         tiles_per_job = check_count(tiles_per_job, "--tiles-per-job")
     name = check_name(name or _default_name(func))
@@ -163,6 +165,7 @@ def plan(
         "mem": resources.mem,
         "gpus": resources.gpus,
         "disk": resources.disk,
+        "mem_retry": retry_memory,
         "tiles_per_job": tiles_per_job,
         "output": output,
         "nodata": nodata,
@@ -249,6 +252,11 @@ def submit(func: Callable, sources: Sources, force: bool = False, check: bool = 
     cpus, mem, gpus, disk :
         Resources each job requests; ``mem`` and ``disk`` as HTCondor reads them
         (``"6GB"``, ``"6000MB"``, or a number of MB).
+    mem_retry : str, optional
+        ``"MAX"``, ``"MAX xF"`` or ``"MAX +SIZE"``: a job that goes over its memory runs again
+        with more (doubled, times F, or plus SIZE), up to MAX, without the user (HTCondor's
+        ``retry_request_memory_increase`` and ``retry_request_memory_max``; the local backend
+        does the same).
     name : str, optional
         The run's name (HTCondor's ``JobBatchName``); default: the function's name.
     tiles_per_job : int, optional

@@ -110,6 +110,55 @@ RESOURCE_OPTIONS = (
 )
 
 
+# A job that goes over its memory runs again with more, without the user: HTCondor's own
+# retry_request_memory_increase and retry_request_memory_max (the local backend does the same).
+MEM_RETRY = ResourceOption(
+    "mem-retry",
+    "MAX [xF | +SIZE]",
+    "a job that goes over its memory runs again with more, up to MAX (such as 16GB): doubled each time, "
+    "or times F (x1.5), or plus SIZE (+2GB)",
+    True,
+)
+_MEM_RETRY = re.compile(r"^\s*(?P<max>[^x*+]+?)\s*(?:(?P<op>[x*+])\s*(?P<by>\S.*?))?\s*$", re.IGNORECASE)
+
+
+def parse_mem_retry(value, mem: int) -> dict | None:
+    """``--mem-retry MAX [xF | +SIZE]`` as ``{"max": MB, "factor": F}`` or ``{"max": MB, "step": MB}``.
+
+    ``mem`` is the memory each job asks for first (MB); ``MAX`` must be more. ``None`` when not given.
+
+    Examples
+    --------
+    >>> parse_mem_retry("16GB", 6144), parse_mem_retry("16 GB +2GB", 6144)
+    ({'max': 16384, 'factor': 2.0}, {'max': 16384, 'step': 2048})
+    """
+    if value is None or value == "" or value == []:
+        return None
+    text = _words(value)
+    match = _MEM_RETRY.match(str(text))
+    if not match:
+        raise CondorMagicError(
+            f"--mem-retry {text!r} is not MAX [xF | +SIZE]: write the most a job may get, such as 16GB, "
+            "optionally with how it grows: 16GB x1.5, or 16GB +2GB (doubled by default)."
+        )
+    most = parse_memory(match["max"], "--mem-retry")
+    if most <= mem:
+        raise CondorMagicError(
+            f"--mem-retry {text} is not more than --mem ({mem} MB): give the most memory a job may get on a retry."
+        )
+    if match["op"] is None:
+        return {"max": most, "factor": 2.0}
+    if match["op"] == "+":
+        return {"max": most, "step": parse_memory(match["by"], "--mem-retry's increase")}
+    try:
+        factor = float(match["by"])
+    except ValueError:
+        factor = 0.0
+    if not math.isfinite(factor) or factor <= 1:
+        raise CondorMagicError(f"--mem-retry {text}: the factor {match['by']!r} must be a number above 1, such as x2.")
+    return {"max": most, "factor": factor}
+
+
 @dataclass(frozen=True)
 class Resources:
     """What each job of a run requests: CPUs, memory and disk in MB, GPUs."""

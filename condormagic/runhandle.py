@@ -14,16 +14,29 @@ from pathlib import Path
 from . import config
 from .backends import get_backend
 from .backends.base import Backend
-from .errors import CondorMagicError, RunNotFound
+from .errors import CondorMagicError, RunNotFound, SchedulerError
 from .resources import parse_resources
 from .rundir import index
 from .rundir.layout import DirLock, RunDir
 from .rundir.manifest import Manifest
 from .rundir.results import finalize, output_path, recorded_output, sum_metrics
-from .rundir.state import COMPLETED, HELD_STATE, RETRYABLE, STATES, STEERABLE, JobState, RunState, is_settled
+from .rundir.state import (
+    COMPLETED,
+    HELD_STATE,
+    IDLE,
+    QUEUED,
+    RETRYABLE,
+    STATES,
+    STEERABLE,
+    JobState,
+    RunState,
+    is_settled,
+)
 
 # How often a waiting process makes sure the run's jobs are looked after (a runner that died).
 WATCH_INTERVAL = 2.0
+# How often the scheduler is asked why idle jobs wait (and so whether it answers), at most.
+WAITING_INTERVAL = 5.0
 
 
 class Run:
@@ -50,6 +63,11 @@ class Run:
         self._counts: dict[str, int] | None = None
         # Under Voilà, whether this run's jobs may be steered from the page (%%condor --allow-dashboard-submit).
         self.dashboard_steering = False
+        self._engine: Backend | None = None
+        self._waiting: dict[int, str] = {}
+        self._waiting_at = -WAITING_INTERVAL
+        # The scheduler's silence, in one sentence, while it lasts (see waiting_reasons).
+        self.scheduler_problem: str | None = None
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -111,7 +129,12 @@ class Run:
         """Every job of the run (or only the ``only`` job numbers), with the state of its latest attempt."""
         if refresh:
             self.state.update()
-        return self.state.jobs(only)
+        jobs = self.state.jobs(only)
+        if self._waiting:
+            for j in jobs:
+                if j.state == IDLE and j.job in self._waiting:
+                    j.reason = self._waiting[j.job]
+        return jobs
 
     def status(self) -> dict[str, int]:
         """Counts of jobs per state: idle, running, completed, failed, held, removed."""
@@ -159,6 +182,40 @@ class Run:
             return {}
         answers = self._backend().query(self.layout, self.manifest)
         return {queued[key]: info for key, info in answers.items() if key in queued}
+
+    def waiting_reasons(self) -> dict[int, str]:
+        """Why idle jobs cannot start as they are, by job (``{0: "no slot in the pool has 3 CPUs (the
+        largest has 2)"}``); a job that only waits for a free slot has none.
+
+        The scheduler is asked (HTCondor: each cluster's request against the pool's slots) at most
+        every :data:`WAITING_INTERVAL` seconds while jobs are queued, and the answer becomes the
+        ``reason`` of those idle jobs in :meth:`jobs`. When it does not answer,
+        :attr:`scheduler_problem` says so in one sentence and the last answer is kept; the next
+        answer clears it. Never raises for the scheduler's sake. Reads no new events: call
+        :meth:`status` (or :meth:`poll`) first.
+        """
+        now = time.monotonic()
+        if now - self._waiting_at < WAITING_INTERVAL:
+            return dict(self._waiting)
+        self._waiting_at = now
+        ask = getattr(self._backend(), "waiting", None)  # the local backend has nothing to add
+        # What was read last (refreshing here would hide changes from a monitor's own poll).
+        queued = [] if ask is None else [j for j in self.jobs(refresh=False) if j.state in QUEUED]
+        if not queued:
+            self._waiting, self.scheduler_problem = {}, None
+            return {}
+        idle: dict[int, list[int]] = {}
+        for j in queued:
+            if j.state == IDLE and j.cluster is not None:
+                idle.setdefault(j.cluster, []).append(j.job)
+        try:
+            by_cluster = ask(self.layout, self.manifest, sorted(idle))
+        except SchedulerError as exc:
+            self.scheduler_problem = str(exc)
+            return dict(self._waiting)
+        self.scheduler_problem = None
+        self._waiting = {job: by_cluster[c] for c, js in idle.items() if c in by_cluster for job in js}
+        return dict(self._waiting)
 
     def watch(self) -> str | None:
         """Make sure the run's queued jobs are looked after (a local runner that was killed is
@@ -270,7 +327,9 @@ class Run:
 
     # -- steering -------------------------------------------------------------------
     def _backend(self) -> Backend:
-        return get_backend(self.backend)
+        if self._engine is None:
+            self._engine = get_backend(self.backend)
+        return self._engine
 
     def _procs(self, jobs, states) -> list[tuple[int, int]]:
         wanted = None if jobs is None else {int(j) for j in jobs}

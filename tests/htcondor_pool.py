@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -204,6 +205,24 @@ SCHEDD_MIN_INTERVAL = 1
 ENABLE_KERNEL_TUNING = False
 # No java universe: the startd does not start a JVM to probe it.
 JAVA =
+# No URL-transfer plugins (box, gdrive... need Python modules this machine lacks and fill the
+# starter's log with their tracebacks); the tests transfer files and read URLs through GDAL.
+ENABLE_URL_TRANSFERS = False
+
+# A job that uses more memory than it asked for is stopped, as most sites do (where cgroups
+# do it, the hold has code 34; here the startd's policy holds it with code 21, subcode 102),
+# and that within seconds: the starter reports the job's memory every second.
+use POLICY : HOLD_IF_MEMORY_EXCEEDED
+STARTER_INITIAL_UPDATE_INTERVAL = 1
+STARTER_UPDATE_INTERVAL = 1
+PROCD_MAX_SNAPSHOT_INTERVAL = 1
+POLLING_INTERVAL = 1
+
+# A site's rule for what it accepts (SUBMIT_REQUIREMENT): the schedd refuses, with this reason,
+# a job whose ProjectName is "refused" (what the tests submit to see a real refusal).
+SUBMIT_REQUIREMENT_NAMES = Project
+SUBMIT_REQUIREMENT_Project = (TARGET.ProjectName =!= "refused")
+SUBMIT_REQUIREMENT_Project_REASON = "project refused is closed; use another +ProjectName"
 """
 
 
@@ -431,6 +450,43 @@ class HTCondorPool:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
+    def call(self, func, timeout: float = 180, cwd=None, env: dict | None = None, **kwargs):
+        """Call ``func(**kwargs)`` in a new Python process of the submitting side (as the pool user).
+
+        ``func`` is a top-level function of a module the tests import (its folder goes on
+        ``sys.path``); the test modules it imports are pickled by value, so the functions it
+        submits reach the jobs whole. ``kwargs`` and the return value travel as JSON. A failure
+        raises :class:`PoolError` with the process's stderr and the daemons' logs.
+        """
+        module = sys.modules[func.__module__]
+        folder = os.path.dirname(os.path.abspath(module.__file__))
+        code = CALLER.format(folder=folder, module=module.__name__, name=func.__name__, mark=RESULT_MARK)
+        done = self._run_as_user([sys.executable, "-c", code, json.dumps(kwargs)], timeout, cwd, env)
+        out = done.stdout.rpartition(RESULT_MARK)
+        if done.returncode or not out[1]:
+            raise PoolError(
+                f"{func.__name__} failed as {self._who()} (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                f"{done.stderr[-6000:]}\n{self.log_tail()}"
+            )
+        return json.loads(out[2])
+
+    def tool(self, *argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        """Run an HTCondor tool of the pool (``condor_q``, ``condor_vacate_job``...) as the pool user."""
+        tool = self.bin / argv[0] if (self.bin / argv[0]).exists() else self.sbin / argv[0]
+        done = self._run_as_user([str(tool), *argv[1:]], timeout, None, None)
+        if check and done.returncode:
+            raise PoolError(f"{' '.join(argv)} failed (exit {done.returncode}): {done.stderr.strip()}")
+        return done
+
+    def command(self, argv: list[str], timeout: float = 120, cwd=None, env: dict | None = None):
+        """Run a command (``condormagic status NAME``...) as the pool user, with the pool's environment."""
+        return self._run_as_user(argv, timeout, cwd, env)
+
+    @property
+    def schedd_name(self) -> str:
+        """The schedd's ``Name``, as the collector lists it."""
+        return self.tool("condor_status", "-schedd", "-af", "Name").stdout.split()[0]
+
     def make_user_dir(self, path: str | os.PathLike) -> Path:
         """Make ``path`` (and its missing parents) a directory owned by the pool user; return it.
 
@@ -469,12 +525,15 @@ class HTCondorPool:
         return env
 
     def _run_as_user(self, argv, timeout, cwd, env) -> subprocess.CompletedProcess:
+        """``argv`` as the pool user, with the pool's environment and ``env`` (a value ``None`` removes
+        a variable: ``{"CONDOR_CONFIG": None}`` is a process with no HTCondor configuration)."""
         as_user = {}
         if self.user:
             as_user = {"user": self.uid, "group": self.gid, "extra_groups": os.getgrouplist(self.user, self.gid)}
+        environment = {k: v for k, v in {**self._base_env(), **(env or {})}.items() if v is not None}
         return subprocess.run(
             argv,
-            env={**self._base_env(), **(env or {})},
+            env=environment,
             cwd=cwd or self.scratch,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -483,6 +542,20 @@ class HTCondorPool:
             **as_user,
         )
 
+
+# The submitting side of :meth:`HTCondorPool.call`, run as the pool user.
+RESULT_MARK = "\n--- condormagic test result ---\n"
+CALLER = """\
+import importlib, json, os, sys
+sys.path.insert(0, {folder!r})
+import cloudpickle
+module = importlib.import_module({module!r})
+for loaded in list(sys.modules.values()):  # the test modules it uses travel whole too
+    if os.path.dirname(getattr(loaded, "__file__", None) or "") == {folder!r}:
+        cloudpickle.register_pickle_by_value(loaded)
+result = getattr(module, {name!r})(**json.loads(sys.argv[1]))
+sys.stdout.write({mark!r} + json.dumps(result))
+"""
 
 # The kernel's side of :meth:`HTCondorPool.execute_notebook`, run as the pool user.
 EXECUTOR = """\

@@ -1,15 +1,14 @@
-"""The HTCondor backend end to end, with a stand-in schedd (``schedd_standin.py``) and nothing else fake.
+"""The HTCondor backend where no pool is needed, or where a two-core pool cannot show it.
 
-Every run goes through ``cm.submit`` with ``backend="htcondor"``: the real run directory,
-the real ``htcondor2.Submit`` handed to the schedd, the real worker run for each item of the
-item data (as an execute node would run it), the event log read by the real
-``htcondor2.JobEventLog``, the status, and the mosaic compared with the whole-array result.
+What a real pool shows is tested on one (``test_htcondor_pool*.py``). Here: the one-sentence
+errors without a pool (no configuration, an unreachable collector, HTCondor's messages
+classified), a refused authentication (the stand-in schedd, ``schedd_standin.py``), why jobs
+wait in a big heterogeneous pool (real ClassAds of thousands of slots, GPU nodes), the
+``--mem-retry`` description, and ``--mem-retry`` on the local backend.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import classad2
@@ -18,16 +17,13 @@ import htcondor2
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from schedd_standin import ScheddStandIn
 
 import condormagic as cm
 from condormagic import config
-from condormagic.backends import describe_default, get_backend, resolve
+from condormagic.backends import describe_default, resolve
 from condormagic.backends import htcondor as htc
-from condormagic.cli import main as cli
 from condormagic.errors import AuthenticationError, NoScheddError, SubmitRefused
-from condormagic.rundir.clusters import submit_file_text
 
 pytestmark = pytest.mark.usefixtures("runs_dir")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -37,13 +33,12 @@ SCHEDD = "schedd.standin@vm"
 
 
 @pytest.fixture
-def schedd(tmp_path, monkeypatch):
+def schedd(monkeypatch):
     """The stand-in, found wherever the backend looks for a schedd."""
-    standin = ScheddStandIn(tmp_path / "pool")
+    standin = ScheddStandIn()
     monkeypatch.setattr(htc, "locate_schedd", lambda name=None, pool=None, timeout=None: (standin, SCHEDD))
     htc._probe_cache.clear()
     yield standin
-    standin.close()
     htc._probe_cache.clear()
 
 
@@ -76,181 +71,6 @@ def mosaic(run: cm.Run) -> np.ndarray:
         return ds.read(1)
 
 
-def test_submit_status_hold_release_evict_complete(schedd, deforestation):
-    src, expected = deforestation
-    run = cm.submit(Deforestation, src, cpus=3, mem="6GB", name="DEFORESTATION", tiles_per_job=2, backend="htcondor")
-
-    # One cluster, its id on the run, recorded as the local backend records its clusters.
-    assert run.backend == "htcondor" and run.n_jobs == 3
-    assert run.cluster_id == 42729 and run.clusters == [42729]
-    assert schedd.calls == [("submit", 42729, 3)]
-    record = json.loads((run.path / "clusters" / "42729.json").read_text())
-    assert set(record) == {"cluster", "backend", "description", "itemdata", "jobs", "submitted"}
-    assert record["jobs"] == [0, 1, 2] and record["itemdata"] == [{"job": "0"}, {"job": "1"}, {"job": "2"}]
-
-    # What the schedd got: the real Submit, three items, 6GB as 6144 MB; submit.sub is the same thing.
-    received = schedd.submissions[0]
-    assert received.items == [{"job": "0"}, {"job": "1"}, {"job": "2"}]
-    assert htcondor2.Submit(received.commands).expand("request_memory") == "6144"
-    assert received.commands["request_cpus"] == "3"
-    assert received.commands["My.JobBatchName"] == '"DEFORESTATION"'
-    submit_sub = (run.path / "submit.sub").read_text()
-    assert submit_sub == submit_file_text(received.commands, [0, 1, 2])
-    assert dict(htcondor2.Submit(submit_sub)) == received.commands
-    assert run.status() == {"idle": 3, "running": 0, "completed": 0, "failed": 0, "held": 0, "removed": 0}
-
-    # Job 0 starts; the pool takes its slot away; it is idle again, to restart later.
-    schedd.start(42729, 0)
-    assert run.status()["running"] == 1
-    asked = run.query()
-    assert asked[0]["state"] == "running" and asked[0]["RemoteHost"].startswith("slot1_1@")
-    assert isinstance(asked[0]["MemoryUsage"], int)  # evaluated from ResidentSetSize, as in a real job ad
-    assert [c[0] for c in schedd.calls].count("query") == 1  # one query for the whole run
-    schedd.evict(42729, 0)
-    assert run.status()["idle"] == 3
-
-    # The pool holds job 1 (over its memory); the status shows why.
-    reason = (
-        "Error from slot1_2@vm: Job has gone over memory limit of 6144 megabytes. Peak usage: 7012 megabytes. "
-        "Consider resubmitting with a higher request_memory."
-    )
-    schedd.hold(42729, 1, reason, 34)
-    # The user holds job 2 through the run: Schedd.act on 42729.2.
-    assert run.hold([2]) == 1
-    assert schedd.calls[-1] == ("act", "Hold", [(42729, 2)], "Held by the user with condormagic")
-    jobs = run.jobs()
-    assert [j.state for j in jobs] == ["idle", "held", "held"]
-    assert jobs[1].reason == reason and jobs[2].reason == "held by a user"
-    shown = CliRunner().invoke(cli, ["status", run.id])
-    assert shown.exit_code == 0, shown.output
-    assert (
-        "cluster 42729" in shown.output
-        and "Job#1 held: Error from slot1_2@vm: Job has gone over memory" in shown.output
-    )
-    held = run.query()
-    assert held[1]["HoldReasonCode"] == 34 and held[2]["HoldReason"] == "Held by the user with condormagic"
-    assert set(held) == {0, 1, 2}
-
-    # Release both; the pool runs everything, job 0 for the second time.
-    assert run.release() == 2
-    assert schedd.calls[-1][:3] == ("act", "Release", [(42729, 1), (42729, 2)])
-    assert run.status()["idle"] == 3
-    assert schedd.negotiate() == [(42729, 0), (42729, 1), (42729, 2)]
-    assert run.status()["completed"] == 3 and run.query() == {}
-    job0 = run.state.reader.proc((42729, 0))
-    assert job0.starts == 2 and job0.history.count("running") >= 2
-    assert "Percentage deforestation" in run.logs(0)[0]
-    np.testing.assert_array_equal(mosaic(run), expected)
-
-
-def test_retry_submits_only_failed_jobs_as_a_new_cluster(schedd, deforestation, tmp_path):
-    src, expected = deforestation
-    flag = str(tmp_path / "refuse-edges")
-    open(flag, "w").close()
-
-    def Edges(img):
-        if img["dem2"].shape[1] < TILE and os.path.exists(flag):
-            raise ValueError("edge tile refused on purpose")
-        return Deforestation(img)
-
-    run = cm.submit(Edges, src, cpus=1, mem="1GB", tiles_per_job=1, backend="htcondor", check=False)
-    assert run.n_jobs == 6
-    schedd.negotiate()
-    status = run.status()
-    assert status["completed"] == 4 and status["failed"] == 2
-    failed = [j for j in run.jobs() if j.state == "failed"]
-    assert [j.job for j in failed] == [2, 5]  # the right-hand column of tiles
-    assert all("the function raised ValueError: edge tile refused on purpose" in j.reason for j in failed)
-    # retry_until: a function that raises is not run again by max_retries (exit 1 is final).
-    assert all(schedd.jobs[(42729, j.job)].starts == 1 for j in failed)
-
-    os.unlink(flag)
-    assert run.retry() == [2, 5]
-    assert run.clusters == [42729, 42730] and run.cluster_id == 42729
-    assert schedd.submissions[1].items == [{"job": "2"}, {"job": "5"}]
-    assert (run.path / "submit.42730.sub").exists()
-    combined = {j.job: (j.state, j.cluster, j.proc, j.attempts) for j in run.jobs()}
-    assert combined[2] == ("idle", 42730, 0, 2) and combined[5] == ("idle", 42730, 1, 2)
-    assert combined[0] == ("completed", 42729, 0, 1)
-    schedd.negotiate()
-    assert run.status()["completed"] == 6
-    np.testing.assert_array_equal(mosaic(run), expected)
-
-
-def test_transfer_mode_runs_in_scratch_and_brings_tiles_back(schedd, deforestation):
-    src, expected = deforestation
-    aux = str(src["dem1"].path) + ".aux.xml"
-    with open(aux, "w") as fh:  # a sidecar GDAL reads with the raster: it must travel too
-        fh.write('<PAMDataset><Metadata><MDI key="ORIGIN">test</MDI></Metadata></PAMDataset>\n')
-    run = cm.submit(Deforestation, src, cpus=1, mem="2GB", tiles_per_job=3, backend="htcondor", transfer=True)
-    received = schedd.submissions[0].commands
-    assert received["should_transfer_files"] == "YES"
-    inputs = [n.strip() for n in received["transfer_input_files"].split(",")]
-    assert inputs[:2] == ["function.pkl", "transfer/manifest.json"] and aux in inputs
-    moved = json.loads((run.path / "transfer" / "manifest.json").read_text())
-    assert [s["path"] for s in moved["sources"]] == ["p.tif", "d1.tif", "d2.tif"]
-
-    ran = schedd.negotiate()
-    assert len(ran) == run.n_jobs == 2
-    for key in ran:
-        scratch = schedd.jobs[key].scratch
-        assert (scratch / "d1.tif.aux.xml").exists() and (scratch / "function.pkl").exists()
-        assert any((scratch / "tiles").iterdir())  # the worker wrote in its scratch directory...
-    assert run.status()["completed"] == 2  # ...and the tiles and metrics came back by transfer_output_remaps
-    assert sorted(p.name for p in (run.path / "metrics").iterdir()) == ["000000.json", "000001.json"]
-    assert "tiles in" in run.logs(1)[1]  # stderr came back too
-    np.testing.assert_array_equal(mosaic(run), expected)
-
-
-def test_idle_job_query_says_why(tmp_path, monkeypatch, deforestation):
-    """The seed's --cpus 3 on a pool of 2-CPU slots: idle forever, and only a query says why."""
-    standin = ScheddStandIn(tmp_path / "pool", slot_cpus=2)
-    monkeypatch.setattr(htc, "locate_schedd", lambda name=None, pool=None, timeout=None: (standin, SCHEDD))
-    src, _ = deforestation
-    run = cm.submit(Deforestation, src, cpus=3, mem="6GB", tiles_per_job=6, backend="htcondor")
-    assert standin.negotiate() == []
-    assert run.status()["idle"] == 1
-    assert run.query() == {
-        0: {"JobStatus": 1, "LastRejMatchReason": "no match found", "NumJobStarts": 0, "state": "idle"}
-    }
-    assert run.remove() == 1
-    assert standin.calls[-1][:3] == ("act", "Remove", [(42729, 0)])
-    assert run.status()["removed"] == 1
-    gone = standin.history(f"CondormagicRun == {classad2.quote(run.id)}", ["ProcId", "JobStatus"])
-    assert [(ad["ProcId"], ad["JobStatus"]) for ad in gone] == [(0, 3)]
-
-
-def test_pool_and_schedd_settings_reach_the_collector(monkeypatch, deforestation, tmp_path):
-    asked = []
-    standin = ScheddStandIn(tmp_path / "pool")
-
-    def locate(name=None, pool=None, timeout=None):
-        asked.append((name, pool))
-        return standin, name
-
-    monkeypatch.setattr(htc, "locate_schedd", locate)
-    monkeypatch.setitem(config._overrides, "schedd", "submit-eo.example.org")
-    monkeypatch.setitem(config._overrides, "pool", "cm.example.org:9618")
-    src, _ = deforestation
-    run = cm.submit(Deforestation, src, tiles_per_job=6, backend="htcondor")
-    assert (run.options["schedd"], run.options["pool"]) == ("submit-eo.example.org", "cm.example.org:9618")
-    # A later change of settings does not move the run: it is steered where it was submitted.
-    monkeypatch.setitem(config._overrides, "schedd", "another")
-    run.remove()
-    assert asked == [("submit-eo.example.org", "cm.example.org:9618")] * 2
-    assert get_backend("htcondor").describe() == "htcondor (schedd another)"
-
-
-def test_auto_picks_htcondor_when_a_schedd_is_found(schedd, monkeypatch, deforestation):
-    monkeypatch.setattr(htc, "has_configuration", lambda: True)
-    monkeypatch.setitem(config._overrides, "backend", "auto")
-    src, _ = deforestation
-    run = cm.submit(Deforestation, src, tiles_per_job=6)
-    assert run.backend == "htcondor" and run.options["backend_reason"] == f"backend=auto: schedd {SCHEDD}"
-    assert schedd.calls == [("submit", 42729, 1)]
-    assert describe_default() == f"htcondor (schedd {SCHEDD}), as backend=auto: schedd {SCHEDD}"
-
-
 def test_auto_without_htcondor_configuration_is_local(monkeypatch):
     """This machine has no HTCondor configuration: auto says so and picks local, at once."""
     htc._probe_cache.clear()
@@ -281,17 +101,6 @@ def test_unreachable_pool_is_one_sentence(runs_dir, monkeypatch, deforestation):
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
-def test_refused_submission_carries_the_schedd_message(schedd, runs_dir, deforestation):
-    schedd.refuse = 'Submit:1: Found illegal unescaped double-quote: "-m x"y"'
-    src, _ = deforestation
-    with pytest.raises(SubmitRefused) as caught:
-        cm.submit(Deforestation, src, backend="htcondor")
-    message = str(caught.value)
-    assert message.startswith(f"The schedd {SCHEDD} refused the submission: Submit:1: Found illegal unescaped")
-    assert "submit again" in message
-    assert not any(runs_dir.iterdir())  # the run directory went with the refusal
-
-
 def test_authentication_failure_is_one_sentence(schedd, runs_dir, deforestation):
     src, _ = deforestation
     run = cm.submit(Deforestation, src, tiles_per_job=6, backend="htcondor")
@@ -312,21 +121,6 @@ def test_many_procs_are_steered_by_one_constraint():
     assert spec.count("member(") == 2
 
 
-def test_site_options_reach_the_schedd(schedd, deforestation):
-    src, _ = deforestation
-    cm.submit(
-        Deforestation,
-        src,
-        tiles_per_job=6,
-        backend="htcondor",
-        requirements="(Memory >= 4000)",
-        submit_commands=["accounting_group=group_eo", '+ProjectName="BDAP"'],
-    )
-    received = schedd.submissions[0].commands
-    assert received["requirements"] == "(Memory >= 4000)"
-    assert received["accounting_group"] == "group_eo" and received["My.ProjectName"] == '"BDAP"'
-
-
 def test_transfer_refuses_two_sources_of_one_name(schedd, runs_dir, tmp_path, write_raster):
     a, b = tmp_path / "2000", tmp_path / "2015"
     a.mkdir(), b.mkdir()
@@ -335,3 +129,185 @@ def test_transfer_refuses_two_sources_of_one_name(schedd, runs_dir, tmp_path, wr
     with pytest.raises(cm.CondorMagicError, match=r"--transfer would put .* \(both are named dem\.tif\)"):
         cm.submit(Deforestation, src, backend="htcondor", transfer=True, check=False)
     assert schedd.calls == [] and not any(runs_dir.iterdir())
+
+
+# -- HTCondor's messages, as the real pool gave them -------------------------------------------------
+@pytest.mark.parametrize(
+    ("message", "what", "kind", "says"),
+    [
+        # A schedd that is shutting down fails the session's resumption: it does not answer, nothing more.
+        (
+            "Failed to fetch ads from schedd, errmsg=SECMAN:2007:Failed to read resume session response classad "
+            "from server",
+            "query",
+            NoScheddError,
+            "could not be reached",
+        ),
+        # A site's SUBMIT_REQUIREMENT refusal is a refusal, whatever words its reason uses.
+        (
+            "Unable to commit transaction, SCHEDD:2:project refused is closed; you are not authorized for it",
+            "submit",
+            SubmitRefused,
+            "refused the submission: project refused is closed; you are not authorized for it;",
+        ),
+        (
+            'SECMAN:2010:Received "DENIED" from server for user eo using method IDTOKENS.',
+            "query",
+            AuthenticationError,
+            "",
+        ),
+        ("Failed to connect to schedd at <127.0.0.1:9618>", "submit", NoScheddError, "could not be reached"),
+    ],
+)
+def test_htcondor_messages_are_classified(message, what, kind, says):
+    error = htc._schedd_error(htcondor2.HTCondorException(message), "submit.example.org", what)
+    assert type(error) is kind
+    assert says in str(error) and "SCHEDD:2" not in str(error) and "\n" not in str(error)
+
+
+# -- why jobs wait, in a pool a two-core machine cannot be ------------------------------------------
+def _slot(name, cpus, memory_mb, disk_gb, gpus=0, opsys="AlmaLinux9", used_cpus=0, kind="Partitionable"):
+    return classad2.ClassAd(
+        {
+            "Name": name,
+            "Machine": name.split("@")[-1],
+            "SlotType": kind,
+            "PartitionableSlot": kind == "Partitionable",
+            "Cpus": cpus - used_cpus,
+            "TotalSlotCpus": cpus,
+            "Memory": memory_mb,
+            "TotalSlotMemory": memory_mb,
+            "Disk": disk_gb * 1024**2,
+            "TotalSlotDisk": disk_gb * 1024**2,
+            "GPUs": gpus,
+            "TotalSlotGPUs": gpus,
+            "Arch": "X86_64",
+            "OpSys": "LINUX",
+            "OpSysAndVer": opsys,
+            "HasFileTransfer": True,
+            "FileSystemDomain": "eos.example.org",
+        }
+    )
+
+
+def _job(cpus=1, memory_mb=2048, disk_kb=1024**2, gpus=None, requirements=None):
+    """A job ad as condor_submit makes it (the requirements it adds are the real pool's)."""
+    ad = classad2.ClassAd(
+        {"RequestCpus": cpus, "RequestMemory": memory_mb, "RequestDisk": disk_kb, "FileSystemDomain": "eos.example.org"}
+    )
+    if gpus is not None:
+        ad["RequestGPUs"] = gpus
+    expr = (
+        '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Memory >= RequestMemory) && '
+        "((TARGET.FileSystemDomain == MY.FileSystemDomain) || (TARGET.HasFileTransfer))"
+    )
+    ad["Requirements"] = classad2.ExprTree(f"({requirements}) && {expr}" if requirements else expr)
+    return ad
+
+
+@pytest.fixture(scope="module")
+def big_pool():
+    """2,500 slots: 300 CPU nodes (8 CPUs, 32 GB, some busy), 10 GPU nodes on AlmaLinux 8, 2,190 static slots."""
+    slots = [_slot(f"slot1@cpu{i}", 8, 32768, 200, used_cpus=i % 9) for i in range(300)]
+    slots += [_slot(f"slot1@gpu{i}", 64, 262144, 1000, gpus=2, opsys="AlmaLinux8") for i in range(10)]
+    slots += [_slot(f"slot{i}@old{i // 8}", 1, 2048, 20, kind="Static") for i in range(2190)]
+    slots += [_slot("slot1_1@cpu0", 2, 4096, 10, kind="Dynamic")]  # a piece of cpu0: not a slot of its own
+    return slots
+
+
+@pytest.mark.parametrize(
+    ("job", "requirements", "reason"),
+    [
+        (_job(cpus=128), None, "no slot in the pool has 128 CPUs (the largest has 64)"),
+        (_job(gpus=3), None, "no slot in the pool has 3 GPUs (the largest has 2)"),
+        (_job(memory_mb=300 * 1024, gpus=1), None, "no slot in the pool has 300 GB of memory (the largest has 256 GB)"),
+        (_job(disk_kb=2 * 1024**3), None, "no slot in the pool has 2 TB of disk (the largest has 1000 GB)"),
+        (
+            _job(cpus=100, memory_mb=1024**2),
+            None,
+            "no slot in the pool has 100 CPUs (the largest has 64); "
+            "no slot in the pool has 1 TB of memory (the largest has 256 GB)",
+        ),
+        (
+            _job(requirements='OpSysAndVer == "Windows11"'),
+            'OpSysAndVer == "Windows11"',
+            'no slot in the pool matches --requirements OpSysAndVer == "Windows11"',
+        ),
+        # GPU nodes run AlmaLinux 8: a GPU job that asks for AlmaLinux 9 fits no single slot.
+        (
+            _job(gpus=1, requirements='OpSysAndVer == "AlmaLinux9"'),
+            'OpSysAndVer == "AlmaLinux9"',
+            "no slot in the pool has all of 1 CPU, 2 GB of memory, 1 GB of disk, 1 GPU and matches these jobs' "
+            "requirements",
+        ),
+        # What fits somewhere only waits for its turn (a busy node still has 8 CPUs in all).
+        (_job(cpus=8, memory_mb=32768), None, None),
+        (_job(cpus=16, gpus=2, requirements='OpSysAndVer == "AlmaLinux8"'), 'OpSysAndVer == "AlmaLinux8"', None),
+    ],
+)
+def test_why_jobs_wait_in_a_big_pool(big_pool, job, requirements, reason):
+    from condormagic.backends.waiting import explain
+
+    assert explain(job, big_pool, requirements) == reason
+
+
+def test_an_empty_pool_says_so():
+    from condormagic.backends.waiting import explain
+
+    assert explain(_job(), []) == "the pool has no execute slots (condor_status lists none)"
+
+
+# -- --mem-retry -----------------------------------------------------------------------------------
+def test_mem_retry_is_htcondors_own_commands():
+    from condormagic.backends.description import build_description, site_options
+    from condormagic.resources import parse_mem_retry
+
+    def commands(mem, retry):
+        options = {"cpus": 1, "mem": mem, "mem_retry": parse_mem_retry(retry, mem)}
+        return {k: v for k, v in build_description("/runs/r", "r", "r", options).items() if "retry_request" in k}
+
+    assert commands(6144, "16GB") == {
+        "retry_request_memory_increase": "RequestMemory * 2",
+        "retry_request_memory_max": "16384",
+    }
+    assert commands(6144, "16 GB x1.5")["retry_request_memory_increase"] == "int(RequestMemory * 1.5)"
+    assert commands(6144, "16GB +2GB")["retry_request_memory_increase"] == "RequestMemory + 2048"
+    assert commands(6144, None) == {}
+    # A retry that already asks for the most has nothing left to grow.
+    options = {"cpus": 1, "mem": 20000, "mem_retry": {"max": 16384, "factor": 2.0}}
+    assert "retry_request_memory_max" not in build_description("/runs/r", "r", "r", options)
+    # HTCondor reads them as it reads its own (the bindings parse the description).
+    assert htcondor2.Submit(build_description("/runs/r", "r", "r", {"mem": 100, "mem_retry": {"max": 400}}))
+    with pytest.raises(cm.CondorMagicError, match=r"^--mem-retry 4GB is not more than --mem \(6144 MB\)"):
+        parse_mem_retry("4GB", 6144)
+    with pytest.raises(
+        cm.CondorMagicError, match=r"^--submit retry_request_memory_max is set by condormagic.*--mem-retry"
+    ):
+        site_options(submit=["retry_request_memory_max=4000"])
+
+
+def Greedy(img):
+    """The seed's function, holding 300 MB for a moment on the first tile (more than --mem 256MB)."""
+    import time
+
+    if img.window.row_off == 0 and img.window.col_off == 0:
+        ballast = np.ones(300 * 2**20, np.uint8)
+        time.sleep(1.5)
+        del ballast
+    return Deforestation(img)
+
+
+def test_mem_retry_on_the_local_backend(runs_dir, deforestation):
+    """The local runner does what HTCondor does: over its memory, the job runs again with twice as much."""
+    src, expected = deforestation
+    run = cm.submit(Greedy, src, mem="256MB", mem_retry="1GB", tiles_per_job=6, backend="local", check=False)
+    run.wait(timeout=120)
+    (job,) = run.jobs()
+    memory = [
+        int(e["ExecuteProps"]["Memory"])
+        for e in htcondor2.JobEventLog(str(run.path / "events.log")).events(0)
+        if e.type == 1
+    ]
+    assert run.status()["completed"] == 1 and job.starts == 2, (run.status(), job)
+    assert memory == [256, 512]
+    np.testing.assert_array_equal(mosaic(run), expected)

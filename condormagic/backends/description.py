@@ -57,7 +57,8 @@ def build_description(
     run_id, name : str
         Recorded as ``My.CondormagicRun`` and ``My.JobBatchName``.
     options : dict
-        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``, ``cwd``; and the site's needs
+        ``cpus``, ``mem`` (MB), ``disk`` (MB or None), ``gpus``, ``cwd``, ``mem_retry`` (see
+        :func:`memory_retry_commands`); and the site's needs
         (see :func:`site_options`): ``transfer``, ``requirements``, ``container``, ``submit``.
     executable_path : str, optional
         The interpreter on the execute nodes; default :func:`executable` (the user's setting).
@@ -91,6 +92,7 @@ def build_description(
         "My.CondormagicRun": classad_string(run_id),
     }
     description["error"] = description["output"][: -len(".out")] + ".err"
+    description.update(memory_retry_commands(mem, options.get("mem_retry")))
     if options.get("disk"):
         description["request_disk"] = f"{int(options['disk'])}MB"
     if options.get("gpus"):
@@ -98,6 +100,23 @@ def build_description(
     if options.get("transfer"):
         description.update(_transfer_commands(run_dir, inputs or []))
     return _site_commands(description, options)
+
+
+def memory_retry_commands(mem: int, retry: dict | None) -> dict[str, str]:
+    """``--mem-retry`` as HTCondor's own commands: a job that goes over its memory is evicted
+    and runs again with more (``retry_request_memory_increase``), up to
+    ``retry_request_memory_max``; then it is held, as without them.
+
+    Nothing when not asked for, or when the job already asks for the most (a retry with more).
+    """
+    if not retry or int(retry["max"]) <= mem:
+        return {}
+    if retry.get("step"):
+        increase = f"RequestMemory + {int(retry['step'])}"
+    else:
+        factor = float(retry.get("factor") or 2)
+        increase = f"RequestMemory * {int(factor)}" if factor.is_integer() else f"int(RequestMemory * {factor:g})"
+    return {"retry_request_memory_increase": increase, "retry_request_memory_max": str(int(retry["max"]))}
 
 
 # -- pools without a shared file system -------------------------------------------------------
@@ -157,7 +176,7 @@ RESERVED = {
     "transfer_output_files",
     "transfer_output_remaps",
     "my.condormagicrun",
-    # what condormagic's own options say: --cpus, --mem, --disk, --gpus, --name, --container
+    # what condormagic's own options say: --cpus, --mem, --disk, --gpus, --name, --container, --mem-retry
     "request_cpus",
     "request_memory",
     "request_disk",
@@ -167,6 +186,9 @@ RESERVED = {
     "universe",
     "container_image",
     "environment",
+    "retry_request_memory",
+    "retry_request_memory_increase",
+    "retry_request_memory_max",
 }
 
 
@@ -179,6 +201,9 @@ _OWN_OPTION = {
     "my.jobbatchname": "--name",
     "universe": "--container",
     "container_image": "--container",
+    "retry_request_memory": "--mem-retry",
+    "retry_request_memory_increase": "--mem-retry",
+    "retry_request_memory_max": "--mem-retry",
 }
 
 

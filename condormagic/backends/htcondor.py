@@ -53,8 +53,20 @@ JOB_STATUS = {
     7: "suspended",
 }
 _ACTIONS = {"hold": ("Hold", "Held"), "release": ("Release", "Released"), "remove": ("Remove", "Removed")}
-_AUTH = re.compile(r"authenticat|AUTHENTICATE|DENIED|PERMISSION|SECMAN|not authorized", re.IGNORECASE)
-_UNREACHABLE = re.compile(r"connect|communicat|locate|timed? ?out|refused", re.IGNORECASE)
+# A refusal of who the user is. "SECMAN" alone is not one: a schedd that is going away fails the
+# session's resumption with SECMAN:2007 ("Failed to read resume session response").
+_AUTH = re.compile(r"authenticat|DENIED|PERMISSION|not authorized", re.IGNORECASE)
+_UNREACHABLE = re.compile(
+    r"connect|communicat|locate|timed? ?out|connection refused|failed to (read|send)|resume session|no route|errno",
+    re.IGNORECASE,
+)
+# What a schedd that read the submission and refused it says first ("SCHEDD:2:" then its reason,
+# such as a site's SUBMIT_REQUIREMENT reason, which may well contain "refused" or "permission").
+_REFUSAL = re.compile(r"^(Unable to commit transaction,?\s*)?SCHEDD:\d+:\s*", re.IGNORECASE)
+# Seconds the pool's slot ads are kept for explaining why jobs wait (a pool changes slowly).
+MACHINES_TTL = 30
+# Seconds a release waits at most for held jobs that are still being stopped (see HTCondorBackend._release).
+RELEASE_WAIT = 30
 
 
 def has_configuration() -> bool:
@@ -183,20 +195,20 @@ class HTCondorBackend:
         self._connections: dict[tuple, tuple] = {}
 
     # -- where ----------------------------------------------------------------------------
-    def _connect(self, manifest: Manifest | None = None):
+    def _connect(self, manifest: Manifest | None = None, timeout: float = LOCATE_TIMEOUT):
         """``(schedd, name)`` for a run (where it was submitted) or for new runs."""
         if manifest is not None and ("schedd" in manifest.options or "pool" in manifest.options):
             key = (manifest.options.get("schedd"), manifest.options.get("pool"))
         else:
             key = (self.schedd_name, self.pool)
         if key not in self._connections:
-            self._connections[key] = locate_schedd(*key, timeout=LOCATE_TIMEOUT)
+            self._connections[key] = locate_schedd(*key, timeout=timeout)
         return self._connections[key]
 
     def describe(self) -> str:
-        """``htcondor (schedd NAME)``, or why no schedd can be used."""
+        """``htcondor (schedd NAME, pool HOST:PORT)``, or why no schedd can be used."""
         try:
-            return f"htcondor (schedd {self._connect()[1]})"
+            return f"htcondor (schedd {self._connect()[1]}, pool {self.pool or collector_host()})"
         except SchedulerError as exc:
             return f"htcondor (unavailable: {exc})"
 
@@ -217,6 +229,12 @@ class HTCondorBackend:
         from .description import build_submit, describe_run
 
         schedd, schedd_name = self._connect(manifest)
+        if manifest.options.get("schedd") != schedd_name:
+            # Where the run went, by name: it is steered there later, from any process, and the
+            # views say it. "collector" is only shown; "pool" stays what the user set.
+            manifest.options["schedd"] = schedd_name
+            manifest.options["collector"] = manifest.options.get("pool") or collector_host()
+            manifest.save(layout.manifest)
         inputs = prepare_transfer(layout, manifest) if manifest.options.get("transfer") else None
         description = describe_run(layout, manifest, inputs=inputs)
         submit = build_submit(description)
@@ -248,6 +266,8 @@ class HTCondorBackend:
             if not procs:
                 return 0
             constraint += f" && ({job_spec_constraint(procs)})"
+        if action == "release":
+            return self._release(schedd, schedd_name, constraint)
         past = _ACTIONS[action][1]
         result = self._call(
             schedd_name,
@@ -257,10 +277,36 @@ class HTCondorBackend:
             constraint,
             reason=f"{past} by the user with condormagic",
         )
-        try:
-            return int(result.get("TotalSuccess", 0))
-        except (AttributeError, TypeError, ValueError):
-            return 0
+        return _successes(result)
+
+    def _release(self, schedd, schedd_name: str, constraint: str) -> int:
+        """Release the held jobs of ``constraint`` once each is stopped; return how many.
+
+        A job held while it runs is held at once, but stopped only seconds later (its shadow
+        lives until then). Released meanwhile, it is idle in the schedd's queue yet never
+        matched again (seen with HTCondor 25.14). So jobs still stopping (``CurrentHosts > 0``)
+        are waited for, up to :data:`RELEASE_WAIT` seconds, and released as each stops; the log
+        then says evicted, held, released, in that order.
+        """
+        released = 0
+        deadline = time.monotonic() + RELEASE_WAIT
+        projection = ["ClusterId", "ProcId", "CurrentHosts"]
+        while True:
+            ads = self._call(schedd_name, "release", schedd.query, constraint=constraint, projection=projection)
+            stopped = [(int(ad["ClusterId"]), int(ad["ProcId"])) for ad in ads if not ad.get("CurrentHosts")]
+            if stopped:
+                result = self._call(
+                    schedd_name,
+                    "release",
+                    schedd.act,
+                    _job_action("release"),
+                    job_spec_constraint(stopped),
+                    reason="Released by the user with condormagic",
+                )
+                released += _successes(result)
+            if len(stopped) == len(ads) or time.monotonic() > deadline:
+                return released
+            time.sleep(0.25)
 
     # -- ask ------------------------------------------------------------------------------
     def query(self, layout: RunDir, manifest: Manifest) -> dict[tuple[int, int], dict]:
@@ -289,6 +335,84 @@ class HTCondorBackend:
             out[(int(ad.eval("ClusterId")), int(ad.eval("ProcId")))] = info
         return out
 
+    def waiting(self, layout: RunDir, manifest: Manifest, clusters: list[int]) -> dict[int, str]:
+        """Why the run's idle jobs of these clusters wait, where no slot of the pool could ever run them.
+
+        The jobs of a cluster ask for the same, so one idle job's ad is asked of the schedd per
+        cluster, and set against the pool's slot ads (kept :data:`MACHINES_TTL` seconds; see
+        :mod:`.waiting`). With no cluster given, one small query only: whether the schedd answers.
+
+        Returns
+        -------
+        dict
+            ``{cluster: reason}`` for the clusters whose idle jobs cannot start as they are.
+
+        Raises
+        ------
+        NoScheddError
+            The schedd does not answer (stopped, restarting, unreachable): one sentence.
+        AuthenticationError
+            It does not accept who the user is.
+        """
+        import classad2
+        import htcondor2
+
+        from .waiting import explain, referenced
+
+        name = manifest.options.get("schedd") or self.schedd_name or "of this machine"
+        run = f"CondormagicRun == {classad2.quote(manifest.id)}"
+        try:
+            schedd, name = self._connect(manifest, timeout=PROBE_TIMEOUT)  # a view waits on this: briefly
+            if not clusters:
+                schedd.query(constraint=run, projection=["ProcId"], limit=1)
+                return {}
+            jobs = {}
+            for cluster in sorted(set(clusters)):
+                ads = schedd.query(constraint=f"{run} && ClusterId == {int(cluster)} && JobStatus == 1", limit=1)
+                if ads:
+                    jobs[cluster] = ads[0]
+        except AuthenticationError:
+            raise
+        except SchedulerError as exc:  # not located: a schedd that stops leaves the collector
+            self._connections.clear()
+            why = "the pool's collector does not list it"
+            if str(exc).startswith("No HTCondor configuration"):
+                why = "this machine has no HTCondor configuration, and the run names no pool"
+            raise NoScheddError(_not_answering(name, why)) from None
+        except htcondor2.HTCondorException as exc:
+            self._connections.clear()
+            if _AUTH.search(str(exc)):
+                raise _auth_error(exc, f"the schedd {name}") from None
+            raise NoScheddError(_not_answering(name, _one_line(exc).rstrip("."))) from None
+        requirements = manifest.options.get("requirements")
+        out = {}
+        for cluster, job in jobs.items():
+            machines = self._machines(manifest, referenced(job, [requirements]))
+            reason = None if machines is None else explain(job, machines, requirements)
+            if reason:
+                out[cluster] = reason
+        return out
+
+    def _machines(self, manifest: Manifest, attributes: list[str]):
+        """The pool's slot ads (not dynamic slots), with ``attributes``; ``None`` if the collector fails."""
+        import htcondor2
+
+        from .waiting import MACHINE_ATTRIBUTES, SLOT_CONSTRAINT
+
+        pool = manifest.options.get("pool")
+        projection = tuple(sorted(set(MACHINE_ATTRIBUTES) | set(attributes)))
+        key = (pool, projection)
+        cached = _machines_cache.get(key)
+        if cached and time.monotonic() - cached[0] < MACHINES_TTL:
+            return cached[1]
+        try:
+            collector = htcondor2.Collector(pool) if pool else htcondor2.Collector()
+            ads = collector.query(htcondor2.AdType.Startd, constraint=SLOT_CONSTRAINT, projection=list(projection))
+        except htcondor2.HTCondorException:
+            return None
+        _machines_cache[key] = (time.monotonic(), ads)
+        return ads
+
     def watch(self, layout: RunDir, manifest: Manifest) -> str | None:
         """The schedd looks after its own jobs."""
         return None
@@ -299,7 +423,26 @@ class HTCondorBackend:
         try:
             return method(*args, **kwargs)
         except htcondor2.HTCondorException as exc:
+            # A schedd that restarted listens elsewhere: the next call locates it again.
+            self._connections.clear()
             raise _schedd_error(exc, schedd_name, what) from None
+
+
+_machines_cache: dict[tuple, tuple[float, list]] = {}
+
+
+def collector_host() -> str:
+    """The configured pool's collector (``COLLECTOR_HOST``), as the views name the pool."""
+    import htcondor2
+
+    return str(htcondor2.param.get("COLLECTOR_HOST") or "unknown")
+
+
+def _not_answering(name: str, why: str) -> str:
+    return (
+        f"The schedd {name} does not answer ({why}): the run's jobs stay in its queue, "
+        "and condormagic asks again in a few seconds."
+    )
 
 
 # The jobs each action applies to, by the schedd's JobStatus (1 idle, 2 running, 5 held, 7 suspended).
@@ -316,6 +459,13 @@ def _job_action(action: str):
     return getattr(htcondor2.JobAction, _ACTIONS[action][0])
 
 
+def _successes(result) -> int:
+    try:
+        return int(result.get("TotalSuccess", 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
 def job_spec_constraint(procs: list[tuple[int, int]]) -> str:
     """A constraint matching these ``(cluster, proc)`` pairs: one ``member`` test per cluster, OR-ed."""
     by_cluster: dict[int, list[int]] = {}
@@ -329,13 +479,16 @@ def job_spec_constraint(procs: list[tuple[int, int]]) -> str:
 
 def _schedd_error(exc: Exception, schedd_name: str, what: str) -> SchedulerError:
     message = _one_line(exc)
-    if _AUTH.search(message):
-        return _auth_error(exc, f"the schedd {schedd_name}")
-    if what == "submit" and not _UNREACHABLE.search(message):
+    refusal = _REFUSAL.match(message)
+    if what == "submit" and (refusal or not (_AUTH.search(message) or _UNREACHABLE.search(message))):
+        # The schedd's own words (a site's SUBMIT_REQUIREMENT reason, say), without its codes.
+        words = message[refusal.end() :] if refusal else message
         return SubmitRefused(
-            f"The schedd {schedd_name} refused the submission: {message.rstrip('.')}; "
+            f"The schedd {schedd_name} refused the submission: {words.rstrip('.')}; "
             "change what it names and submit again (submit.sub in the run directory shows what was sent)."
         )
+    if _AUTH.search(message):
+        return _auth_error(exc, f"the schedd {schedd_name}")
     if _UNREACHABLE.search(message):
         return NoScheddError(
             f"The schedd {schedd_name} could not be reached ({message.rstrip('.')}): check that `condor_q` works "

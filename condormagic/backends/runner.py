@@ -2,7 +2,9 @@
 
 It serves one run directory while that run has queued jobs or unread requests: it starts each
 proc as its own process group within the machine's cores, kills what a proc leaves behind when
-it ends, holds a proc that goes over ``request_memory`` (as HTCondor does, code 34), acts on
+it ends, holds a proc that goes over ``request_memory`` (as HTCondor does, code 34) or, when
+the description has ``retry_request_memory_increase`` (``--mem-retry``), evicts it and queues
+it again with more memory up to ``retry_request_memory_max``, as HTCondor does; acts on
 hold, release and remove requests, and writes every step to the run's event log in the format
 a schedd writes. A runner that starts after one was killed re-queues the procs that were
 running (an eviction, as when HTCondor loses a machine).
@@ -18,6 +20,7 @@ import importlib
 import json
 import multiprocessing.connection
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -348,6 +351,10 @@ class Runner:
                 # The peak goes into the log first, so the job table and the hold reason agree.
                 self.write(ev.image_size_event(p.cluster, p.proc, p.peak_kb))
                 self.stop(p)
+                more = retry_memory(self._cluster(p.cluster)["description"], p.memory_mb)
+                if more is not None:
+                    p.memory_mb, p.state = more, ev.IDLE  # evicted; it runs again with more memory
+                    continue
                 self.write(
                     ev.held_event(
                         p.cluster,
@@ -477,6 +484,27 @@ def _is_job_of(pid: int, layout: RunDir) -> bool:
     except OSError:
         return False
     return b"condormagic.worker" in cmdline and str(layout.path).encode() in cmdline
+
+
+_INCREASE = re.compile(r"^\s*(int\()?\s*RequestMemory\s*(?P<op>[*+])\s*(?P<by>\d+(\.\d+)?)\s*\)?\s*$", re.I)
+
+
+def retry_memory(description: dict, memory_mb: int) -> int | None:
+    """The memory a proc that went over ``memory_mb`` runs again with, as HTCondor's
+    ``retry_request_memory_increase`` (``RequestMemory * F`` or ``RequestMemory + MB``) and
+    ``retry_request_memory_max`` (or ``retry_request_memory``, one retry) say; ``None``: hold it.
+    """
+    most = description.get("retry_request_memory_max")
+    match = _INCREASE.match(description.get("retry_request_memory_increase", ""))
+    if most is not None and match:
+        by = float(match["by"])
+        wanted = memory_mb * by if match["op"] == "*" else memory_mb + by
+        more = min(int(wanted), int(most))
+    elif str(description.get("retry_request_memory", "")).isdigit():
+        more = int(description["retry_request_memory"])
+    else:
+        return None
+    return more if more > memory_mb else None
 
 
 def _kill_group(pid: int) -> None:

@@ -77,6 +77,33 @@ def progress_html(counts: dict[str, int], width: int = 420) -> str:
     )
 
 
+def where(run) -> str:
+    """The backend a run went to; for HTCondor with its schedd and pool: ``htcondor (schedd NAME, pool HOST)``."""
+    opts = run.options
+    if run.backend != "htcondor":
+        return run.backend
+    parts = [f"schedd {opts['schedd']}"] if opts.get("schedd") else []
+    pool = opts.get("pool") or opts.get("collector")
+    if pool:
+        parts.append(f"pool {pool}")
+    return f"htcondor ({', '.join(parts)})" if parts else "htcondor"
+
+
+def waiting_lines(run) -> list[str]:
+    """Why idle jobs wait (grouped by reason), and the scheduler's silence: one line each."""
+    reasons = run.waiting_reasons()
+    by_reason: dict[str, list[int]] = {}
+    for job, reason in sorted(reasons.items()):
+        by_reason.setdefault(reason, []).append(job)
+    lines = []
+    for reason, jobs in by_reason.items():
+        who = f"Job#{jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} jobs"
+        lines.append(f"{who} idle: {reason}")
+    if run.scheduler_problem:
+        lines.append(run.scheduler_problem)
+    return lines
+
+
 def runs_html(runs) -> str:
     """Every run as a table row: name, id, backend, jobs, a small bar of their states, age."""
     cell = "padding:2px 8px;text-align:left;white-space:nowrap"
@@ -88,7 +115,7 @@ def runs_html(runs) -> str:
         rows.append(
             f'<tr class="cm-run-row" data-run="{escape(r.id)}" data-pick="{escape(r.id)}" tabindex="0">'
             f'<td style="{cell}"><b>{escape(r.name)}</b></td>'
-            f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(r.backend)}</td>'
+            f'<td style="{cell}"><code>{escape(r.id)}</code></td><td style="{cell}">{escape(where(r))}</td>'
             f'<td style="{cell}">{r.n_jobs}</td><td class="cm-state" style="{cell}" title="{summary}">'
             f'{status_bar(counts, 140)}<div style="margin-top:2px">{counts_text(counts)}</div></td>'
             f'<td style="{cell}">{age(r.created)}</td></tr>'
@@ -109,7 +136,7 @@ def run_card(run, note: str | None = None) -> str:
     output, problem = output_or_problem(run)
     metrics = run.metrics
     rows = [
-        f"<b>{escape(run.name)}</b> <code>{escape(run.id)}</code> on <b>{escape(run.backend)}</b>{cluster}"
+        f"<b>{escape(run.name)}</b> <code>{escape(run.id)}</code> on <b>{escape(where(run))}</b>{cluster}"
         f" &middot; {run.n_jobs} jobs &middot; {resources}",
         status_bar(counts) + f'<div style="margin-top:2px">{legend}</div>',
     ]
@@ -132,6 +159,8 @@ def run_card(run, note: str | None = None) -> str:
         )
     if len(problems) > 3:
         rows.append(f"&hellip; {len(problems) - 3} more jobs failed or held")
+    for line in waiting_lines(run):
+        rows.append(f'<span class="cm-waiting" style="color:{COLOURS["held"]}">{escape(line)}</span>')
     return (
         '<div class="cm-run" style="font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;'
         'line-height:1.6;color:var(--jp-ui-font-color1,#222)">' + "<br>".join(rows) + "</div>"
@@ -142,7 +171,7 @@ def run_text(run, note: str | None = None) -> str:
     counts = run.status()
     parts = [f"{note}\n" if note else ""]
     cluster = f" cluster {', '.join(map(str, run.clusters))}" if run.clusters else ""
-    parts.append(f"{run.name} ({run.id}) on {run.backend}{cluster}: {run.n_jobs} jobs")
+    parts.append(f"{run.name} ({run.id}) on {where(run)}{cluster}: {run.n_jobs} jobs")
     parts.append("  " + ", ".join(f"{s} {n}" for s, n in counts.items() if n))
     output, problem = output_or_problem(run)
     parts.append(f"  output: {output}" if output else f"  run directory: {run.path}")
@@ -153,6 +182,7 @@ def run_text(run, note: str | None = None) -> str:
     for j in run.jobs(refresh=False):
         if j.state in ("failed", "held") and j.reason:
             parts.append(f"  Job#{j.job} {j.state}: {j.reason}")
+    parts.extend(f"  {line}" for line in waiting_lines(run))
     return "\n".join(p for p in parts if p)
 
 

@@ -18,7 +18,7 @@ import ipywidgets as widgets
 from ..errors import CondorMagicError
 from ..rundir.state import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, is_settled
 from .advice import Advice, next_step
-from .cards import COLOURS, FONT, MUTED, cut, progress_html
+from .cards import COLOURS, FONT, MUTED, cut, progress_html, where
 from .clickable import ClickableHTML
 from .metrics import metrics_html
 from .tilemap import TileMap
@@ -172,6 +172,12 @@ class Monitor(widgets.VBox):
             for state in self.job_states:
                 counts[state] += 1
             self.counts = counts
+            if not is_settled(counts):
+                # Why idle jobs wait, asked of the scheduler every few seconds (kept in between).
+                waiting = self._run.waiting_reasons()
+                for j in jobs:
+                    if j.state == IDLE:
+                        j.reason = waiting.get(j.job)
             self.n_refreshes += 1
             self._ask_about_idle()
             self._draw()
@@ -311,14 +317,21 @@ class Monitor(widgets.VBox):
             "monitor has stopped, so it no longer follows the run; "
             f"<code>cm.run({escape(repr(run.name))})</code> in a running kernel shows it again</span>"
         )
+        problem = None if self.settled else run.scheduler_problem
+        silent = (
+            f'<br><span class="cm-scheduler" style="color:{COLOURS[HELD_STATE]}">{escape(problem)}</span>'
+            if problem
+            else ""
+        )
         return (
             f'{LIVENESS_CSS}<div class="cm-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">{escape(run.name)}</b> <code>{escape(run.id)}</code>{live}<br>'
-            f"cluster <b>{cluster}</b> &middot; backend <b>{escape(run.backend)}</b> &middot; {resources} &middot; "
+            f"cluster <b>{cluster}</b> &middot; backend <b>{escape(where(run))}</b> &middot; {resources} &middot; "
             f"{len(jobs)} jobs, {all_tiles} tiles<br>"
             f'<span style="{MUTED}">elapsed</span> <b class="cm-elapsed">{_duration(elapsed)}</b> &middot; '
             f'<span style="{MUTED}">tiles/s</span> <b>{rate:.2f}</b> &middot; '
-            f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span></div>'
+            f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span>'
+            f"{silent}</div>"
         )
 
     def _rows(self) -> list:
@@ -353,12 +366,14 @@ class Monitor(widgets.VBox):
             # A job that never started has no runtime (nor a host, nor an exit code).
             runtime = _duration(j.runtime) if j.starts and j.runtime is not None else "&ndash;"
             selected = "true" if j.job == self.selected else "false"
+            # A job the pool stopped and ran again (evicted, or retried with more memory) says so.
+            restarts = f' <span class="cm-starts">({j.starts} starts)</span>' if j.starts > 1 else ""
             body.append(
                 f'<tr data-job="{j.job}" data-pick="{j.job}" data-state="{j.state}" tabindex="0" '
                 f'aria-selected="{selected}" title="Job#{j.job}: click to see its output and errors">'
                 f'<td style="{cell}">Job#{j.job}</td>'
                 f'<td style="{cell}">{tiles}</td>'
-                f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}</td>'
+                f'<td style="{cell}"><span style="color:{COLOURS[j.state]}">&#9632;</span> {j.state}{restarts}</td>'
                 f'<td style="{cell}">{escape(j.host or "")}</td>'
                 f'<td class="cm-runtime" style="{cell}">{runtime}</td>'
                 f'<td style="{cell}">{"" if j.exit_code is None else j.exit_code}</td>'

@@ -8,7 +8,7 @@ import shlex
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument
 
-from ..resources import RESOURCE_OPTIONS
+from ..resources import MEM_RETRY, RESOURCE_OPTIONS
 
 _NEGATIVE_SIZE = re.compile(r"^-\d")
 
@@ -48,6 +48,11 @@ def resource_arguments(what: str = "per job"):
         return func
 
     return decorate
+
+
+def mem_retry_argument():
+    """The ``--mem-retry`` option, declared once (:data:`~condormagic.resources.MEM_RETRY`)."""
+    return argument(f"--{MEM_RETRY.name}", metavar=MEM_RETRY.metavar, help=MEM_RETRY.help, nargs="+")
 
 
 def pairs(items: list[str], what: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from ..tiling import Sources
 from ..tiling import sources as make_sources
 from ..tiling.sources import RESERVED
 from ..voila import in_voila
-from .args import pairs, parse, resource_arguments, words
+from .args import mem_retry_argument, pairs, parse, resource_arguments, words
 from .cell import pick_function
 
 
@@ -146,6 +146,7 @@ class CondorMagics(Magics):
     # -- the cell -----------------------------------------------------------------------------
     @magic_arguments()
     @resource_arguments()
+    @mem_retry_argument()
     @argument("--name", help="the run's name (JobBatchName); default: the function's name")
     @argument("--func", help="which function of the cell to run, when it defines several")
     @argument("--sources", help="a variable holding cm.sources(...), instead of %%condor_sources")
@@ -438,6 +439,7 @@ def _plan(args, cell: str, func, src) -> api.Plan:
         mem=words(args.mem),
         gpus=args.gpus,
         disk=words(args.disk),
+        mem_retry=words(args.mem_retry),
         name=args.name,
         tiles_per_job=args.tiles_per_job,
         output=args.output,
