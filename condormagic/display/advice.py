@@ -44,22 +44,34 @@ def more_memory(requested_mb: int | None, peaks_mb: list[int]) -> str:
     return f"{math.ceil(need / 1024)}GB"
 
 
-def _jobs(jobs: list, limit: int = 3) -> str:
+def _jobs(jobs: list, limit: int = 3, total: int | None = None) -> str:
+    """``Job#1, Job#4, Job#9 and 12 more``: ``total`` counts the jobs when ``jobs`` lists only some."""
+    total = len(jobs) if total is None else total
     names = ", ".join(f"Job#{j.job}" for j in jobs[:limit])
-    return names + (f" and {len(jobs) - limit} more" if len(jobs) > limit else "")
+    return names + (f" and {total - min(limit, len(jobs))} more" if total > limit else "")
 
 
 def _code(text: str) -> str:
     return f"<code>{escape(text)}</code>"
 
 
-def next_step(name: str, jobs: list, options: dict, idle_info: dict | None = None) -> Advice | None:
+def next_step(
+    name: str, jobs: list, options: dict, idle_info: dict | None = None, counts: dict[str, int] | None = None
+) -> Advice | None:
     """The next step for a run named ``name`` whose jobs are ``jobs`` (``JobState`` s), requested
     with ``options`` (``cpus``, ``mem`` in MB, ``gpus``); ``idle_info`` is the scheduler's answer
-    about queued jobs (``run.query()``), when known. ``None`` when there is nothing to do."""
+    about queued jobs (``run.query()``), when known. ``None`` when there is nothing to do.
+
+    A big run may pass only some of its jobs in each state, with ``counts`` (jobs per state) for
+    the totals the sentences give."""
     by_state: dict[str, list] = {}
     for j in jobs:
         by_state.setdefault(j.state, []).append(j)
+
+    def total(state: str) -> int:
+        listed = len(by_state.get(state, []))
+        return max(listed, (counts or {}).get(state, listed))
+
     held = by_state.get(HELD_STATE, [])
     memory = [j for j in held if held_for_memory(j.reason)]
     if memory:
@@ -79,12 +91,13 @@ def next_step(name: str, jobs: list, options: dict, idle_info: dict | None = Non
         by_user = [j for j in held if _BY_USER.search(j.reason or "") or not j.reason]
         if len(by_user) == len(held):
             return Advice(
-                f"{_jobs(held)} {'is' if len(held) == 1 else 'are'} held: <b>release</b> to let "
-                f"{'it' if len(held) == 1 else 'them'} go on ({_code('run.release()')}).",
+                f"{_jobs(held, total=total(HELD_STATE))} {'is' if total(HELD_STATE) == 1 else 'are'} held: "
+                f"<b>release</b> to let {'it' if total(HELD_STATE) == 1 else 'them'} go on ({_code('run.release()')}).",
                 "release",
             )
         return Advice(
-            f"{_jobs(held)} {'is' if len(held) == 1 else 'are'} held: click a job to read why, put that right, "
+            f"{_jobs(held, total=total(HELD_STATE))} {'is' if total(HELD_STATE) == 1 else 'are'} held: click a job "
+            "to read why, put that right, "
             f"then <b>release</b> ({_code('run.release()')}).",
             "release",
         )
@@ -93,20 +106,22 @@ def next_step(name: str, jobs: list, options: dict, idle_info: dict | None = Non
         own = [j for j in failed if j.exit_code in PERMANENT]
         if len(own) == len(failed):
             return Advice(
-                f"{_jobs(failed)} failed in the function: click a job to see its error, fix the function and run "
-                f"the cell again (a changed function is a new run). <b>retry</b> ({_code(f'%condor_retry {name}')}) "
+                f"{_jobs(failed, total=total(FAILED))} failed in the function: click a job to see its error, fix "
+                "the function and run the cell again (a changed function is a new run). "
+                f"<b>retry</b> ({_code(f'%condor_retry {name}')}) "
                 "runs the same function again: it helps when the cause was outside it (a file, a machine).",
                 "retry",
             )
         return Advice(
-            f"{_jobs(failed)} failed: click a job to see why, then <b>retry</b> ({_code(f'%condor_retry {name}')}).",
+            f"{_jobs(failed, total=total(FAILED))} failed: click a job to see why, then <b>retry</b> "
+            f"({_code(f'%condor_retry {name}')}).",
             "retry",
         )
     removed = by_state.get(REMOVED, [])
     if removed and not by_state.get(IDLE) and not by_state.get("running"):
         return Advice(
-            f"{_jobs(removed)} {'was' if len(removed) == 1 else 'were'} removed: <b>retry</b> submits "
-            f"{'it' if len(removed) == 1 else 'them'} again ({_code(f'%condor_retry {name}')}).",
+            f"{_jobs(removed, total=total(REMOVED))} {'was' if total(REMOVED) == 1 else 'were'} removed: "
+            f"<b>retry</b> submits {'it' if total(REMOVED) == 1 else 'them'} again ({_code(f'%condor_retry {name}')}).",
             "retry",
         )
     idle = by_state.get(IDLE, [])

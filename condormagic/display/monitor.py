@@ -14,6 +14,7 @@ import traceback
 from html import escape
 
 import ipywidgets as widgets
+import numpy as np
 
 from ..errors import CondorMagicError
 from ..rundir.state import COMPLETED, FAILED, HELD_STATE, IDLE, REMOVED, RUNNING, STATES, is_settled
@@ -74,7 +75,8 @@ class Monitor(widgets.VBox):
         self.interval = interval
         self.page_size = page_size
         self.counts: dict[str, int] = {s: 0 for s in STATES}
-        self.job_states = []
+        self.codes = self._run.state.codes
+        self._tiles_per_job = np.fromiter(map(len, run.manifest.jobs), dtype=np.int64, count=run.manifest.n_jobs)
         self.page = 0
         self.n_refreshes = 0
         self._lock = threading.RLock()
@@ -161,38 +163,40 @@ class Monitor(widgets.VBox):
 
     # -- refreshing ------------------------------------------------------------------------------
     def refresh(self) -> int:
-        """Read new events and redraw; return the number of new events."""
+        """Read new events and redraw; return the number of new events.
+
+        Costs what the new events cost: the state keeps every job's state as a number, the counts,
+        the tile map and the header are computed from those numbers, and only the jobs of the
+        visible table page (and a few of each state the next step names) are made into objects.
+        """
         with self._lock:
             before = self._run.state.n_events
-            jobs = self._jobs()
+            self._run.poll()
             new = self._run.state.n_events - before
-            self.jobs_list = jobs
-            self.job_states = [j.state for j in jobs]
-            counts = dict.fromkeys(STATES, 0)
-            for state in self.job_states:
-                counts[state] += 1
-            self.counts = counts
-            if not is_settled(counts):
-                # Why idle jobs wait, asked of the scheduler every few seconds (kept in between).
-                waiting = self._run.waiting_reasons()
-                for j in jobs:
-                    if j.state == IDLE:
-                        j.reason = waiting.get(j.job)
+            self.codes = self._run.state.codes
+            self.counts = self._run.state.counts()
+            if not is_settled(self.counts):
+                self._run.waiting_reasons()  # why idle jobs wait, asked every few seconds; jobs() applies it
             self.n_refreshes += 1
             self._ask_about_idle()
             self._draw()
         return new
 
-    def _jobs(self) -> list:
-        """Every job's state, re-deriving only the jobs that changed since the last refresh."""
-        changed = self._run.poll()
-        cached = getattr(self, "jobs_list", None)
-        if cached is None:
-            return self._run.jobs(refresh=False)
-        jobs = list(cached)
-        for js in self._run.jobs(refresh=False, only=changed) if changed else ():
-            jobs[js.job] = js
-        return jobs
+    @property
+    def job_states(self) -> list[str]:
+        """Every job's state, by job number (made from :attr:`codes` on each call)."""
+        return [STATES[c] for c in self.codes.tolist()]
+
+    @property
+    def jobs_list(self) -> list:
+        """Every job, as ``JobState`` s (made on each call: for a big run, use :attr:`codes`)."""
+        return self._run.jobs(refresh=False)
+
+    def _some(self, states, limit: int = 200) -> list:
+        """Up to ``limit`` jobs in each of ``states``, as ``JobState`` s."""
+        picked = [np.flatnonzero(self.codes == STATES.index(s))[:limit] for s in states]
+        numbers = np.concatenate(picked).tolist() if picked else []
+        return self._run.jobs(refresh=False, only=numbers) if numbers else []
 
     def _ask_about_idle(self) -> None:
         """Every ``QUERY_EVERY`` s while jobs are idle, what the scheduler says about them (why they
@@ -215,7 +219,7 @@ class Monitor(widgets.VBox):
 
     @property
     def complete(self) -> bool:
-        return self.counts[COMPLETED] == len(self.job_states)
+        return self.counts[COMPLETED] == len(self.codes)
 
     def start(self) -> None:
         """Refresh in a background thread until the run settles."""
@@ -257,12 +261,13 @@ class Monitor(widgets.VBox):
         self.header.value = self._header_html()
         self.progress.value = progress_html(self.counts)
         self._draw_advice()
-        self.tiles_view.value = self.tilemap.html(self.job_states)
+        self.tiles_view.value = self.tilemap.html(self.codes)
         self._draw_table()
 
     def _draw_advice(self) -> None:
         """The next step for the run's state, and its button highlighted (none in a read-only view)."""
-        self.advice = next_step(self._run.name, self.jobs_list, self._run.options, self.idle_info)
+        jobs = self._some((HELD_STATE, FAILED, REMOVED, IDLE))
+        self.advice = next_step(self._run.name, jobs, self._run.options, self.idle_info, self.counts)
         if not self.steering or self.advice is None:
             self.advice_view.value = ""
         else:
@@ -283,7 +288,7 @@ class Monitor(widgets.VBox):
             button.button_style = "primary" if name == action else ""
 
     def _header_html(self) -> str:
-        run, jobs = self._run, self.jobs_list
+        run = self._run
         opts = run.options
         resources = f"{opts.get('cpus')} cpu, {opts.get('mem')} MB" + (
             f", {opts['gpus']} gpu" if opts.get("gpus") else ""
@@ -292,14 +297,10 @@ class Monitor(widgets.VBox):
         end = (last or time.time()) if self.settled else time.time()
         begin = first or run.created or self._started
         elapsed = max(0.0, end - begin)
-        done_tiles = all_tiles = left = 0
-        for j in jobs:
-            n = len(j.tiles)
-            all_tiles += n
-            if j.state == COMPLETED:
-                done_tiles += n
-            elif j.state in (IDLE, RUNNING):
-                left += n
+        sizes, codes = self._tiles_per_job, self.codes
+        all_tiles = int(sizes.sum())
+        done_tiles = int(sizes[codes == STATES.index(COMPLETED)].sum())
+        left = int(sizes[(codes == STATES.index(IDLE)) | (codes == STATES.index(RUNNING))].sum())
         rate = done_tiles / elapsed if elapsed > 0 else 0.0
         if self.settled:
             eta = "done" if self.complete else "waiting for you"
@@ -327,30 +328,36 @@ class Monitor(widgets.VBox):
             f'{LIVENESS_CSS}<div class="cm-header" style="{FONT};line-height:1.6">'
             f'<b style="font-size:14px">{escape(run.name)}</b> <code>{escape(run.id)}</code>{live}<br>'
             f"cluster <b>{cluster}</b> &middot; backend <b>{escape(where(run))}</b> &middot; {resources} &middot; "
-            f"{len(jobs)} jobs, {all_tiles} tiles<br>"
+            f"{len(codes):,} jobs, {all_tiles:,} tiles<br>"
             f'<span style="{MUTED}">elapsed</span> <b class="cm-elapsed">{_duration(elapsed)}</b> &middot; '
             f'<span style="{MUTED}">tiles/s</span> <b>{rate:.2f}</b> &middot; '
             f'<span style="{MUTED}">ETA</span> <b>{eta}</b> &middot; <span style="{MUTED}">{state}</span>'
             f"{silent}</div>"
         )
 
-    def _rows(self) -> list:
-        jobs = self.jobs_list
+    def _rows(self) -> np.ndarray:
+        """The job numbers the table lists, in its order (filtered, sorted), from the state codes."""
+        codes = self.codes
+        jobs = np.arange(len(codes))
         if self.state_filter.value != "all":
-            jobs = [j for j in jobs if j.state == self.state_filter.value]
+            jobs = jobs[codes == STATES.index(self.state_filter.value)]
         if self.sort.value == "state":
-            order = {s: i for i, s in enumerate((FAILED, HELD_STATE, RUNNING, IDLE, REMOVED, COMPLETED))}
-            jobs = sorted(jobs, key=lambda j: (order[j.state], j.job))
-        elif self.sort.value == "runtime":
-            jobs = sorted(jobs, key=lambda j: (-(j.runtime or 0.0), j.job))
+            rank = np.array([(FAILED, HELD_STATE, RUNNING, IDLE, REMOVED, COMPLETED).index(s) for s in STATES])
+            jobs = jobs[np.argsort(rank[codes[jobs]], kind="stable")]
+        elif self.sort.value == "runtime":  # the only order that needs every job's object: asked for
+            runtimes = {j.job: j.runtime or 0.0 for j in self._run.jobs(refresh=False, only=jobs.tolist())}
+            jobs = np.array(sorted(jobs.tolist(), key=lambda j: (-runtimes[j], j)), dtype=np.int64)
         return jobs
 
     def _draw_table(self) -> None:
         rows = self._rows()
         pages = max(1, -(-len(rows) // self.page_size))
         self.page = min(self.page, pages - 1)
-        shown = rows[self.page * self.page_size : (self.page + 1) * self.page_size]
-        self.page_label.value = f'<span style="{FONT}">page {self.page + 1} of {pages} &middot; {len(rows)} jobs</span>'
+        page = rows[self.page * self.page_size : (self.page + 1) * self.page_size].tolist()
+        by_job = {j.job: j for j in self._run.jobs(refresh=False, only=page)} if page else {}
+        shown = [by_job[j] for j in page]
+        listed = f"page {self.page + 1} of {pages} &middot; {len(rows):,} jobs"
+        self.page_label.value = f'<span style="{FONT}">{listed}</span>'
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= pages - 1
         cell = "padding:1px 8px;text-align:left;white-space:nowrap"
@@ -403,7 +410,7 @@ class Monitor(widgets.VBox):
             job = int(value)
         except ValueError:
             return
-        if not 0 <= job < len(self.job_states):
+        if not 0 <= job < len(self.codes):
             return
         self.show_log(None if job == self.selected else job)
 

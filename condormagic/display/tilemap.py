@@ -9,6 +9,7 @@ and a thin last row or column of tiles stays wide enough to see and to click.
 from __future__ import annotations
 
 import base64
+import itertools
 
 import numpy as np
 
@@ -78,17 +79,22 @@ class TileMap:
         self.gw, self.gh = manifest.grid.width, manifest.grid.height
         self.tiles = manifest.tiling.array()  # row, col, height, width
         self.tile_job = np.full(len(self.tiles), -1, dtype=np.int64)
-        for job, tiles in enumerate(manifest.jobs):
-            self.tile_job[tiles] = job
+        sizes = np.fromiter(map(len, manifest.jobs), dtype=np.int64, count=len(manifest.jobs))
+        flat = np.fromiter(itertools.chain.from_iterable(manifest.jobs), dtype=np.int64, count=int(sizes.sum()))
+        self.tile_job[flat] = np.repeat(np.arange(len(manifest.jobs)), sizes)
         self.lattice = Lattice.of(self.gw, self.gh, manifest.tiling, width)
         self.width, self.height = self.lattice.width, self.lattice.height
         self._last = None
         self._html = ""
         self.size = (manifest.tiling.tile_rows, manifest.tiling.tile_cols)
 
-    def html(self, job_states: list[str]) -> str:
-        index = {s: i for i, s in enumerate(STATES)}
-        codes = np.array([index[s] for s in job_states], dtype=np.int8)
+    def html(self, job_states) -> str:
+        """The map for the jobs' states: their codes (indices into STATES, as ``RunState.codes``) or names."""
+        if isinstance(job_states, np.ndarray):
+            codes = job_states
+        else:
+            index = {s: i for i, s in enumerate(STATES)}
+            codes = np.array([index[s] for s in job_states], dtype=np.int8)
         tile_codes = np.where(self.tile_job >= 0, codes[np.clip(self.tile_job, 0, None)], -1)
         key = tile_codes.tobytes()
         if key == self._last:
