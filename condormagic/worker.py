@@ -197,22 +197,27 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     timing_totals = {"read": 0.0, "compute": 0.0, "write": 0.0}
     written: dict[str, dict] = {}
     sys.stdout = output
+    def add(tile: Tile, metrics: dict, timing: dict, info: dict | None) -> None:
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0) + v
+        for k, v in timing.items():
+            timing_totals[k] += v
+        if info is not None:
+            written[str(tile.index)] = info
+
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            futures = {pool.submit(one, t): t for t in tiles}
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f, tile in futures.items():
-                if f.cancelled():
-                    continue
-                metrics, timing, info = f.result()
-                for k, v in metrics.items():
-                    totals[k] = totals.get(k, 0) + v
-                for k, v in timing.items():
-                    timing_totals[k] += v
-                if info is not None:
-                    written[str(tile.index)] = info
+        if threads == 1:  # one tile at a time: no pool to start, and the first failure stops the job
+            for tile in tiles:
+                add(tile, *one(tile))
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                futures = {pool.submit(one, t): t for t in tiles}
+                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                for f in pending:
+                    f.cancel()
+                for f, tile in futures.items():
+                    if not f.cancelled():
+                        add(tile, *f.result())
     finally:
         sys.stdout = output.stream
         for r in readers:
