@@ -73,6 +73,7 @@ def test_a_missing_import_is_refused_before_submitting_and_prints_stay_whole(fol
     assert "nothing was submitted" in errors[0] and "--no-check" in errors[0]
     stderr = "".join(o.text for o in refused.outputs if o.output_type == "stream" and o.name == "stderr")
     assert "return np.abs(difference)" in stderr and "NameError: name 'np' is not defined" in stderr
+    assert "condormagic/" not in stderr  # the user's own traceback, none of condormagic's frames
     # Nothing was submitted for it: the only run is the one made after the import.
     assert len(run_dirs(folder)) == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from html import escape
 
@@ -466,7 +467,7 @@ def _check(plan: api.Plan) -> None:
         # The user's own traceback, as the kernel shows any error of theirs; then one line.
         import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=sys.stderr)
+        traceback.print_exception(type(exc), exc, _users_frames(exc.__traceback__), file=sys.stderr)
         raise UsageError(
             f"{plan.name} failed on a small window of the first tile ({type(exc).__name__}: {exc}), so nothing was "
             "submitted; fix it, or use --no-check for a function that needs whole tiles."
@@ -481,6 +482,14 @@ def _check(plan: api.Plan) -> None:
     print(f"Checked {plan.name} on a small window of the first tile: it returns {what}.")
 
 
+def _users_frames(tb):
+    """The traceback from the first frame outside condormagic (the user's function) on."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package):
+        tb = tb.tb_next
+    return tb
+
+
 def _say_attached(run, plan) -> None:
     from ..display.cards import age
 
@@ -490,10 +499,14 @@ def _say_attached(run, plan) -> None:
     )
     changed = [k for k in ("cpus", "mem") if plan.options[k] != run.options[k]]
     if changed:
+        asked = " ".join(f"--{k} {plan.options[k]}" for k in changed)
+        queued = not run.settled
         print(
             f"It requested {', '.join(f'{k} {run.options[k]}' for k in changed)}: "
-            f"%condor_retry {run.name} {' '.join(f'--{k} {plan.options[k]}' for k in changed)} "
-            "resubmits its failed and held jobs with the new request."
+            + (f"%condor_rm {run.name}, then " if queued else "")
+            + f"%condor_retry {run.name} {asked} resubmits its "
+            + ("unfinished" if queued else "failed and held")
+            + " jobs with the new request (resources are not part of what a run computes)."
         )
 
 
