@@ -116,7 +116,9 @@ def test_what_a_job_forks_ends_with_it(src):
 def test_many_hold_and_release_clicks_are_served_by_one_runner(src):
     source, _ = src
     run = cm.submit(napping, source, mem="300MB", tiles_per_job=1)
-    pattern = b"condormagic.backends.runner\0" + str(run.path).encode()
+    pattern = b"condormagic.backends.runner " + str(run.path).encode()  # what ps shows for the run's runner
+    wait_for(lambda: run.status()["running"] > 0, what="a running job")
+    assert len(processes(pattern)) == 1
     most = 0
     for _ in range(30):
         run.hold()

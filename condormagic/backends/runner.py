@@ -1,4 +1,4 @@
-"""The local backend's runner: ``python -m condormagic.backends.runner RUN_DIR``.
+"""The local backend's runner: one process per run directory, serving its jobs (see ``main``).
 
 It serves one run directory while that run has queued jobs or unread requests: it starts each
 proc as its own process group within the machine's cores, kills what a proc leaves behind when
@@ -10,6 +10,7 @@ a schedd writes. A runner that starts after one was killed re-queues the procs t
 running (an eviction, as when HTCondor loses a machine).
 
 It imports the event log writer and the submit language only, so it starts in milliseconds.
+Started as ``python -c`` by :func:`condormagic.backends.local.start_runner` (``main(RUN_DIR, LOCK_FD)``).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def fork_context():
         import multiprocessing
 
         _fork_context = multiprocessing.get_context("forkserver")
-        _fork_context.set_forkserver_preload([JOB_MODULE])
+        # The job's code, and this module, whose _run_forked each job unpickles as its target.
+        _fork_context.set_forkserver_preload([JOB_MODULE, __name__])
     return _fork_context
 
 
@@ -443,6 +445,15 @@ class Runner:
                     self.write(ev.held_event(cluster, proc, held, RUNNER_FAILED_CODE))
 
 
+def _set_title(title: str) -> None:
+    """What ps shows for the runner (it is started with ``python -c``)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
+
+
 def _listen(fifo: Path) -> tuple[int, int]:
     """The read end of the run's wake-up pipe (and a write end kept open, so it never reads as closed)."""
     with contextlib.suppress(FileExistsError):
@@ -530,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     this runner (see :func:`condormagic.backends.local.start_runner`), so that only one runner ever starts."""
     argv = sys.argv[1:] if argv is None else argv
     layout = RunDir(argv[0])
+    _set_title(f"condormagic.backends.runner {layout.path}")
     try:
         check_owned(layout.path)
     except UntrustedRunDir as exc:
