@@ -135,7 +135,12 @@ def test_the_local_runner_starts_without_numpy_or_rasterio():
 
 
 def test_every_public_name_is_what_it_says():
-    """No module of the package hides a public name (``cm.run`` is the function, not a module)."""
-    for name in cm.__all__:
-        value = getattr(cm, name)
-        assert not isinstance(value, type(os)), name
+    """No module of the package hides a public name (``cm.run`` is the function, not a module), whatever
+    was imported first."""
+    import condormagic.tiling as tiling
+    import condormagic.tiling.source  # noqa: F401 - a submodule loaded before the names are asked for
+
+    for package in (cm, tiling):
+        for name in package.__all__:
+            value = getattr(package, name)
+            assert not isinstance(value, type(os)), f"{package.__name__}.{name}"

@@ -15,7 +15,7 @@ from ..errors import CondorMagicError
 from ..rundir.exitcodes import PERMANENT
 from ..rundir.layout import RunDir
 from ..rundir.manifest import Manifest
-from ..tiling.sources import gdal_http_options
+from ..tiling.source import gdal_http_options
 from .submitlang import classad_string, quote_arguments, submit_path
 
 THREAD_VARIABLES = (

@@ -524,7 +524,7 @@ def prepare_transfer(layout: RunDir, manifest: Manifest) -> list[str]:
 
     import rasterio
 
-    from ..tiling.sources import is_remote
+    from ..tiling.source import is_remote
 
     moved = copy.deepcopy(manifest)
     inputs: list[str] = []

@@ -6,7 +6,7 @@ import os
 from html import escape
 
 from ..tiling.jobs import JobGraph
-from ..tiling.sources import Sources
+from ..tiling.source import Sources
 from .coords import format_bounds, format_grid_bounds
 
 SHOW_FIRST, SHOW_LAST = 12, 3

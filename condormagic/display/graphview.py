@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from ..tiling.jobs import JobGraph
-from ..tiling.sources import Sources
+from ..tiling.source import Sources
 from .cards import FONT, MUTED
 from .clickable import ClickableHTML
 from .coords import format_bounds, format_grid_bounds

@@ -19,7 +19,7 @@ from ..errors import CondorMagicError
 from ..runhandle import find_run, list_runs
 from ..tiling import Sources
 from ..tiling import sources as make_sources
-from ..tiling.sources import RESERVED
+from ..tiling.source import RESERVED
 from ..voila import in_voila
 from .args import mem_retry_argument, pairs, parse, resource_arguments, words
 from .cell import pick_function

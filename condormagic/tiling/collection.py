@@ -5,7 +5,7 @@
 items of a time interval and under a cloud cover, and checks that every item has the bands asked
 for (asset keys). Nothing is opened yet: a :class:`Collection` only knows its items' metadata.
 
-Given to :func:`~condormagic.tiling.sources.sources` with a grid, it is bound to that grid
+Given to :func:`~condormagic.tiling.source.sources` with a grid, it is bound to that grid
 (:meth:`Collection.bind`): items whose footprint does not touch the grid are dropped before any
 file is opened; every asset of the others is opened once (so an asset that cannot be opened is
 named at declaration) and aligned onto the grid exactly as a single-file source is (a pixel
@@ -39,7 +39,7 @@ from rasterio.warp import transform_bounds
 
 from ..errors import SourceError
 from .grid import Grid
-from .sources import Source, _align, _crs_label, _describe, _json_nodata, is_remote, snap
+from .source import Source, _align, _crs_label, _describe, _json_nodata, is_remote, snap
 
 GROUPINGS = ("solar_day",)
 # Grid pixels added around an asset's footprint, besides its resampling kernel's reach: the
@@ -237,7 +237,7 @@ class Collection:
         if grid is None:
             if crs is None or res is None:
                 raise SourceError("Give a grid, or crs and res (and bounds, or the extent of what is read).")
-            from .sources import _explicit_grid
+            from .source import _explicit_grid
 
             grid = _explicit_grid(crs, res, bounds or snap(chosen.bounds(crs), res))
         bound = bind(chosen, "read", grid, resampling, overviews=overviews)
@@ -620,7 +620,7 @@ class BoundItem:
 
 @dataclass(frozen=True)
 class CollectionSource:
-    """A collection bound to a grid: what :func:`~condormagic.tiling.sources.sources` keeps for it.
+    """A collection bound to a grid: what :func:`~condormagic.tiling.source.sources` keeps for it.
 
     ``items`` are the items that touch the grid, ``steps`` lists for each time step the indices
     of its items (in mosaic order) and ``times`` its time; :meth:`to_dict` is what the manifest
@@ -990,7 +990,7 @@ def _footprint(source: Source, grid: Grid) -> tuple[int, int, int, int] | None:
         row, col = source.offset
         r0, c0 = -row, -col
         return _clip(r0, c0, r0 + source.height, c0 + source.width, grid)
-    from .sources import _src_bounds
+    from .source import _src_bounds
 
     try:
         left, bottom, right, top = transform_bounds(

@@ -1,7 +1,7 @@
 """What identifies a remote source's content, for the run id: what its server says of it.
 
 A local file is identified by its path, size and modification time (see
-:class:`~condormagic.tiling.sources.Source`). For a file behind a URL (``/vsicurl/``,
+:class:`~condormagic.tiling.source.Source`). For a file behind a URL (``/vsicurl/``,
 ``https://``) the server is asked once, with a ``HEAD`` request, for its ``ETag``,
 ``Last-Modified`` and ``Content-Length``; for a local archive read through ``/vsizip/``,
 ``/vsitar/`` or ``/vsigzip/``, the archive's own size and modification time stand for it.

@@ -9,7 +9,7 @@ import numpy as np
 
 from .grid import Tiling
 from .reader import SourceReader
-from .sources import Sources
+from .source import Sources
 
 
 @dataclass(frozen=True)
