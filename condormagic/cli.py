@@ -134,6 +134,7 @@ def voila(notebook: str, port: int, ip: str, theme: str, browser: bool, voila_ar
     Arguments after the options go to Voila as they are.
     """
     import os
+    import signal
     import subprocess
 
     from .voila import template_env
@@ -155,6 +156,9 @@ def voila(notebook: str, port: int, ip: str, theme: str, browser: bool, voila_ar
         with template_env(dict(os.environ)) as env:
             click.echo(f"Serving {notebook} at http://{ip}:{port}/ (Ctrl-C stops it)")
             server = subprocess.Popen(args, env=env)
+            # Stopping this command stops the server (and its kernels) with it, whatever the signal.
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, lambda signum, _frame: server.send_signal(signum))
             try:
                 code = server.wait()
             except KeyboardInterrupt:

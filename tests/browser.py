@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,7 +69,9 @@ def serving(argv_for_port, folder: Path, runs: Path, env: dict | None = None, lo
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
     with open(folder / log_name, "w") as log:
-        proc = subprocess.Popen(argv_for_port(port), cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv_for_port(port), cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -79,11 +82,14 @@ def serving(argv_for_port, folder: Path, runs: Path, env: dict | None = None, lo
         try:
             yield f"http://127.0.0.1:{port}/"
         finally:
-            proc.terminate()
+            proc.terminate()  # condormagic voila stops its server; Voila stops its kernels
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+            with contextlib.suppress(ProcessLookupError):  # whatever is left of the server's session
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @contextlib.contextmanager
