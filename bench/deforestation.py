@@ -220,14 +220,24 @@ def local_overhead(paths: dict, work: Path, n_jobs: int = 48) -> dict:
             with rasterio.open(corner[name], "w", **profile) as dst:
                 dst.write(ds.read(window=window))
     src = cm.sources(polygon=corner["polygon"], dem1=corner["dem_2015"], dem2=corner["dem_2000"], grid="dem2", tile=256)
-    t0 = time.perf_counter()
+    t0, submitted = time.perf_counter(), time.time()
     run = cm.submit(deforestation, src, cpus=1, mem="1GB", name="OVERHEAD", tiles_per_job=1, force=True)
     while not run.settled:
         time.sleep(0.01)
     wall = time.perf_counter() - t0
-    on_tiles = sum(json.loads(p.read_text())["seconds"] for p in (run.path / "metrics").glob("*.json"))
+    records = [json.loads(p.read_text()) for p in (run.path / "metrics").glob("*.json")]
+    on_tiles = sum(r["seconds"] for r in records)
     cores = len(os.sched_getaffinity(0))
-    return {"jobs": run.n_jobs, "wall": wall, "per_job": (cores * wall - on_tiles) / run.n_jobs}
+    # From the first job's start to the last one's end: what the jobs cost beyond their tiles (forking,
+    # reaping, loading the function, opening the sources), without the run's one start (runner, fork server).
+    span = max(r["ended"] for r in records) - min(r["began"] for r in records)
+    return {
+        "jobs": run.n_jobs,
+        "wall": wall,
+        "first": min(r["began"] for r in records) - submitted,
+        "per_job": (cores * span - on_tiles) / run.n_jobs,
+        "per_job_with_start": (cores * wall - on_tiles) / run.n_jobs,
+    }
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -324,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per-job overhead of that new Python (process wall - time on tiles) {cold['overhead']:.3f} s")
     print(
         f"local backend, {local['jobs']} one-tile jobs: {local['wall']:.2f} s from submit to done; per-job overhead "
-        f"(cores x wall - time on tiles, per job) {local['per_job']:.3f} s (target < 0.03 s: "
-        f"{_verdict(local['per_job'] < 0.03)})"
+        f"(cores x time from the first job's start to the last's end - time on tiles, per job) "
+        f"{local['per_job']:.3f} s (target < 0.03 s: {_verdict(local['per_job'] < 0.03)}); with the run's start "
+        f"(runner and fork server) shared among the jobs {local['per_job_with_start']:.3f} s; the first job began "
+        f"{local['first']:.2f} s after cm.submit"
     )
     print("medians:")
     for name, values in times.items():

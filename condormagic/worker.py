@@ -132,6 +132,7 @@ def open_run(run_dir: str) -> tuple[Manifest, object]:
 
 def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     """Compute every tile of ``job``; return its metrics record."""
+    began = time.time()
     manifest, func = open_run(run_dir)
     out = RunDir(out_dir or run_dir)
     _show_source_in_tracebacks(func, manifest)
@@ -197,6 +198,7 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
     timing_totals = {"read": 0.0, "compute": 0.0, "write": 0.0}
     written: dict[str, dict] = {}
     sys.stdout = output
+
     def add(tile: Tile, metrics: dict, timing: dict, info: dict | None) -> None:
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0) + v
@@ -227,7 +229,9 @@ def run_job(run_dir: str, job: int, out_dir: str | None = None) -> dict:
         "tiles": [t.index for t in tiles],
         "written": written,
         "metrics": totals,
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started,  # on the tiles
+        "began": began,  # when the job's process began its work, and when it ended it (epoch seconds)
+        "ended": time.time(),
         "timing": timing_totals,
     }
     try:
