@@ -177,11 +177,17 @@ class Run:
         ``HoldReason``, ``RemoteHost``, ``MemoryUsage``, ``LastRejMatchReason``...).
         Returns ``{job: {attribute: value}}``; empty for the local backend.
         """
-        queued = {(j.cluster, j.proc): j.job for j in self.jobs() if j.state in STEERABLE}
+        self.state.update()
+        queued = set(self.state.in_states(STEERABLE).tolist())
         if not queued:
             return {}
         answers = self._backend().query(self.layout, self.manifest)
-        return {queued[key]: info for key, info in answers.items() if key in queued}
+        out = {}
+        for key, info in answers.items():
+            job = self.state.job_of(key)
+            if job in queued:
+                out[job] = info
+        return out
 
     def waiting_reasons(self) -> dict[int, str]:
         """Why idle jobs cannot start as they are, by job (``{0: "no slot in the pool has 3 CPUs (the
@@ -200,14 +206,15 @@ class Run:
         self._waiting_at = now
         ask = getattr(self._backend(), "waiting", None)  # the local backend has nothing to add
         # What was read last (refreshing here would hide changes from a monitor's own poll).
-        queued = [] if ask is None else [j for j in self.jobs(refresh=False) if j.state in QUEUED]
+        queued = [] if ask is None else self.state.in_states(QUEUED).tolist()
         if not queued:
             self._waiting, self.scheduler_problem = {}, None
             return {}
         idle: dict[int, list[int]] = {}
-        for j in queued:
-            if j.state == IDLE and j.cluster is not None:
-                idle.setdefault(j.cluster, []).append(j.job)
+        for job in self.state.in_states((IDLE,)).tolist():
+            key = self.state.latest(job)
+            if key is not None:
+                idle.setdefault(key[0], []).append(job)
         try:
             by_cluster = ask(self.layout, self.manifest, sorted(idle))
         except SchedulerError as exc:

@@ -79,6 +79,8 @@ class RunState:
         self._metrics: set[str] | None = None  # names in metrics/ (they are never removed)
         self._tiles: set[str] | None = None  # names in tiles/
         self._records: dict[int, dict] = {}
+        # The folders looked in for every job that completes (strings: pathlib costs more than the stat).
+        self._metrics_dir, self._tiles_dir = str(layout.metrics), str(layout.tiles)
         # The derived state of each job, as an index into STATES; never-submitted jobs are "removed".
         self.codes = np.full(manifest.n_jobs, CODE[REMOVED], dtype=np.int8)
         self._snapshot_events = 0
@@ -130,6 +132,14 @@ class RunState:
     def latest(self, job: int) -> tuple[int, int] | None:
         """``(cluster, proc)`` of the job's latest attempt, or ``None`` if it was never submitted."""
         return self._latest.get(job)
+
+    def job_of(self, key: tuple[int, int]) -> int | None:
+        """The job whose latest attempt is ``(cluster, proc)``, or ``None`` (an earlier attempt, or not this run's)."""
+        return self._proc_job.get(key)
+
+    def in_states(self, states) -> np.ndarray:
+        """The numbers of the jobs in any of ``states``, as of the last :meth:`update`."""
+        return np.flatnonzero(np.isin(self.codes, [CODE[s] for s in states]))
 
     @property
     def n_events(self) -> int:
@@ -190,7 +200,7 @@ class RunState:
         if not self._has(job):
             return None
         try:
-            record = read_json(self.layout.job_metrics(job))
+            record = read_json(os.path.join(self._metrics_dir, metrics_name(job)))
         except (OSError, ValueError):
             return None
         self._records[job] = record
@@ -202,7 +212,7 @@ class RunState:
         name = metrics_name(job)
         if self._metrics is None:
             self._metrics = _listdir(self.layout.metrics)
-        if name not in self._metrics and self.layout.job_metrics(job).exists():
+        if name not in self._metrics and os.path.exists(os.path.join(self._metrics_dir, name)):
             self._metrics.add(name)
         return name in self._metrics
 
@@ -217,7 +227,7 @@ class RunState:
             self._tiles = _listdir(self.layout.tiles)
         missing = [int(t) for t in written if tile_name(int(t)) not in self._tiles]
         for t in list(missing):  # the folder was listed before the job ended, perhaps
-            if self.layout.tile(t).exists():
+            if os.path.exists(os.path.join(self._tiles_dir, tile_name(t))):
                 self._tiles.add(tile_name(t))
                 missing.remove(t)
         if missing:
