@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 
-def execute(folder: Path, cells: list[str], client: NotebookClient | None = None) -> nbformat.NotebookNode:
+def execute(folder: Path, cells: list[str], env: dict | None = None) -> nbformat.NotebookNode:
+    """Run ``cells`` in a new kernel started in ``folder`` (with ``env`` added to its environment)."""
     nb = new_notebook(cells=[new_code_cell(c) for c in cells])
     client = NotebookClient(
         nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(folder)}}
     )
-    client.execute()
+    with mock.patch.dict(os.environ, env or {}):
+        client.execute()
     return nb
 
 

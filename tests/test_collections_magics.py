@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_notebook
+from kernel import execute, usage_error
+from kernel import text_of as text
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "make_s2_data.py"
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -28,46 +28,8 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def execute(folder: Path, cells: list[str], env: dict) -> list:
-    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
-    import os
-    from unittest import mock
-
-    with mock.patch.dict(os.environ, env):
-        NotebookClient(
-            nb, timeout=240, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(folder)}}
-        ).execute()
-    return nb.cells
-
-
-def text(cell) -> str:
-    parts = []
-    for out in cell.outputs:
-        if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type in ("execute_result", "display_data"):
-            parts.append(out.data.get("text/plain", ""))
-        elif out.output_type == "error":
-            parts.append(f"{out.ename}: {out.evalue}")
-    return "\n".join(parts)
-
-
 def html(cell) -> str:
     return "".join(o.data.get("text/html", "") for o in cell.outputs if "data" in o)
-
-
-def usage_error(cell) -> str:
-    found = [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
-    found += [
-        line
-        for o in cell.outputs
-        if o.output_type == "stream" and o.name == "stderr"
-        for line in o.text.splitlines()
-        if line.startswith("UsageError: ")
-    ]
-    assert len(found) == 1 and found[0].startswith("UsageError: "), text(cell)
-    assert "Traceback" not in text(cell), text(cell)
-    return found[0].removeprefix("UsageError: ")
 
 
 SOURCES = (
@@ -103,7 +65,7 @@ def test_condor_sources_declares_a_stac_collection_and_the_graph_lists_each_jobs
             "print(get_ipython().find_line_magic('condor_sources').__doc__)",  # what %condor_sources? pages
         ],
         env,
-    )
+    ).cells
     load, _, declared, dry, view, help_ = cells
     shown = text(declared)
     assert "s2" in shown and "EPSG:32632, EPSG:32633" in shown and "B04, B08, SCL" in shown, shown
@@ -141,7 +103,7 @@ def test_bad_collections_are_one_line_usage_errors(folder, tmp_path):
             "%condor_sources s2=stac:data/s2/catalog.json",
         ],
         env,
-    )
+    ).cells
     _, missing, band, dates, wrong_name, no_grid = cells
     assert "missing.json does not exist" in usage_error(missing)
     assert "Band 'B99' is missing from 24 of the 24 items" in usage_error(band)
