@@ -144,7 +144,9 @@ class Controls:
             return
         name = self.pick.value
         layer = self.layers[name]
-        style = self.styles[name].copy(
+        old = self.styles[name]
+        time = self.time.index if layer.times else 0
+        style = old.copy(
             visible=self.visible.value,
             opacity=self.opacity.value,
             mode=self.mode.value,
@@ -153,7 +155,8 @@ class Controls:
             colormap=self.colormap.value,
             stretch=self.stretch.value,
             n_std=float(self.n_std.value),
-            time=self.time.index if layer.times else 0,
+            time=time,
+            item=old.item if time == old.time else None,  # another date: its scenes, not the one scene
         )
         self.set_style(name, style)
 
