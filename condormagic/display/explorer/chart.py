@@ -140,7 +140,7 @@ def _strip(labels, xs, series: dict[str, list], classes: dict) -> list[str]:
         if v is None:
             parts.append(
                 f'<rect x="{xs[i] - width / 2:.1f}" y="{top}" width="{width:.1f}" height="{base - top}" fill="none" '
-                f'stroke="currentColor" stroke-opacity="0.3" data-time="{escape(labels[i])}" '
+                f'stroke="currentColor" stroke-opacity="0.4" stroke-dasharray="2 2" data-time="{escape(labels[i])}" '
                 f'data-band="{escape(band)}" data-value=""><title>{escape(labels[i])}: no data</title></rect>'
             )
             continue

@@ -71,6 +71,7 @@ class Controls:
             (self.left_pick, "left"),
             (self.right_pick, "right"),
             (self.time, "time"),
+            (self.mode, "mode"),
         ):
             control.add_class(f"cm-control-{name}")
         for control in (self.pick, self.opacity, self.band, self.red, self.green, self.blue, self.colormap):
@@ -161,8 +162,10 @@ class Controls:
         self.set_style(name, style)
 
     def _on_split(self, change) -> None:
+        if self._syncing:
+            return
         self.set_split(self.left_pick.value, self.right_pick.value) if change["new"] else self.set_split(None)
 
     def _on_sides(self, _change) -> None:
-        if self.split:
+        if self.split and not self._syncing:
             self.set_split(self.left_pick.value, self.right_pick.value)

@@ -29,8 +29,9 @@ STYLE = """<style>
 .cm-scenes table { border-collapse:collapse; }
 .cm-scenes th { position:sticky; top:0; background:var(--jp-layout-color1,#fff); font-weight:600;
   border-bottom:1px solid var(--jp-border-color1,#bbb); }
-.cm-scenes tr.cm-scene-date td { background:var(--jp-layout-color2,#eef3f8); }
-.cm-scenes tr[aria-selected="true"] td { background:var(--jp-brand-color3,#c6e2fb); font-weight:600; }
+.cm-scenes tr.cm-scene-date td { background:rgba(127,127,127,0.16); }
+.cm-scenes tr[aria-selected="true"] td { background:rgba(33,150,243,0.32); font-weight:600; }
+.cm-scenes tr.cm-scene:hover td { background:rgba(127,127,127,0.28); }
 </style>"""
 
 

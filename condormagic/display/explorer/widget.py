@@ -41,6 +41,7 @@ NO_FEATURES = {"type": "FeatureCollection", "features": []}
 CSS = """<style>
 .cm-explorer .leaflet-container { background: var(--jp-layout-color2, #e4e4e4); }
 .cm-explorer img.leaflet-image-layer { image-rendering: pixelated; }
+.cm-explorer .cm-control-time .widget-readout { max-width: none; min-width: 78px; }
 .cm-explorer .leaflet-div-icon { font: 10px sans-serif; color: var(--jp-ui-font-color2, #555);
   white-space: nowrap; background: none !important; border: none !important; }
 </style>"""
@@ -96,6 +97,7 @@ class Explorer(Controls, widgets.VBox):
         self._thread: threading.Thread | None = None
         self._fitted = False
         self._editing = False
+        self._syncing = False
 
         self.status = widgets.HTML(layout=widgets.Layout(margin="2px 0"))
         self.inspector = widgets.HTML(layout=widgets.Layout(margin="2px 0"))
@@ -552,7 +554,7 @@ class Explorer(Controls, widgets.VBox):
             return
         index = target.index(item)
         if self.split and name not in (self.left, self.right):
-            self.left_pick.value = name  # the split control's own handler puts it on the left
+            self.set_split(name, self.right)
         self.scene_outline.data = target.outline(item)
         self.set_style(name, style.copy(item=item, time=target.step_of[index], visible=True))
         box = target.item_footprint(item)
@@ -610,6 +612,14 @@ class Explorer(Controls, widgets.VBox):
         self.split = left is not None
         if self.split:
             self.left, self.right = left, right or left
+        if not self._syncing:  # the panel shows the split a notebook asked for (without asking again)
+            self._syncing = True
+            try:
+                self.split_box.value = self.split
+                if self.split:
+                    self.left_pick.value, self.right_pick.value = self.left, self.right
+            finally:
+                self._syncing = False
         if was != self.split:
             self._build_map()
         else:
