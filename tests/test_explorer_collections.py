@@ -325,17 +325,17 @@ def test_the_live_function_gets_the_4d_array_of_the_view(src, s2):
     preview = explorer.layers["composite"]
     assert (explorer.left, explorer.right) == ("s2", "composite")
     grid = src.grid
-    # 1:1: the view is a window of the grid, read exactly as a job reads a tile; the result equals the
-    # whole grid's computed at once, where the overlay samples it
+    # closer than 1:1 (two screen pixels a grid pixel): the view is a window of the grid, read exactly as a
+    # job reads a tile; the result equals the whole grid's computed at once, where the overlay samples it
     x0, y0 = grid.transform.c, grid.transform.f
     left, top = x0 + 30 * 20, y0 - 20 * 20
-    right, bottom = left + 150 * 20, top - 90 * 20
+    right, bottom = left + 75 * 20, top - 45 * 20
     box = transform_bounds(grid.rasterio_crs(), "EPSG:3857", left, bottom, right, top)
     out = preview.render(box, 150, 90)
     shape, dtype, bands, times = seen[-1]
     # the grid's window under the view (the view's rectangle is a little turned in the grid's CRS)
     assert shape[:2] == (len(s2.steps), len(BANDS)) and dtype == np.uint16 and bands == BANDS
-    assert 90 <= shape[2] < 90 * 1.3 and 150 <= shape[3] < 150 * 1.3
+    assert 45 <= shape[2] < 45 * 1.3 and 75 <= shape[3] < 75 * 1.3
     np.testing.assert_array_equal(times, s2.times)
     with GridReader([src["s2"].to_dict()], grid) as reader:  # the whole grid, as one job would read it
         expected = composite(reader.read(Window(0, 0, grid.width, grid.height)))
@@ -352,6 +352,13 @@ def test_the_live_function_gets_the_4d_array_of_the_view(src, s2):
     want = expected[gr[inside], gc[inside]]
     agree = (got == want) | (np.isnan(got) & np.isnan(want))
     assert agree.mean() > 0.98  # nearest resampling at pixel edges may pick the neighbour
+    # a little coarser than 1:1: the grid's own pixels, the scenes read from their overviews
+    right, bottom = left + 150 * 20, top - 90 * 20
+    box = transform_bounds(grid.rasterio_crs(), "EPSG:3857", left, bottom, right, top)
+    out = preview.render(box, 150, 90)
+    shape = seen[-1][0]
+    assert shape[:2] == (len(s2.steps), len(BANDS)) and 90 <= shape[2] < 90 * 1.3 and 150 <= shape[3] < 150 * 1.3
+    assert np.isfinite(out).mean() > 0.5
     # zoomed out: the whole grid at a few screen pixels, the same 4-D array, smaller
     wide = views(explorer.layers["s2"])["zoomed out (overviews)"]
     out = preview.render(wide.bounds, wide.width, wide.height)

@@ -176,15 +176,7 @@ class Scenes:
 
         ``pixel_in(crs)`` gives the grid's pixel size in a CRS (default: measured at the grid's centre).
         """
-        from rasterio.warp import transform_bounds
-
-        left, top = dst_transform @ (0, 0)
-        right, bottom = dst_transform @ (width, height)
-        box = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-        if str(dst_crs) != WEB_MERCATOR:
-            box = transform_bounds(dst_crs, WEB_MERCATOR, *box, densify_pts=21)
-        margin = 0.02 * max(box[2] - box[0], box[3] - box[1])
-        reach = [k for k in members if _intersects(self.footprints[k], box, margin)]
+        reach = self._reaching(members, dst_crs, dst_transform, width, height)
         sizes: dict[int, float] = {}
         if pixel_in is None:
 
@@ -221,6 +213,91 @@ class Scenes:
 
         return dict(zip(tasks, _map(read, tasks), strict=True))
 
+    def warp_stacked(
+        self,
+        members: list[int],
+        bands: list[int],
+        dst_crs,
+        dst_transform: Affine,
+        width: int,
+        height: int,
+        dtype="float32",
+        chunk: int = 32,
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """:meth:`warp` for many assets: those that share their pixels' geometry and overview (a granule's
+        bands of one resolution over the dates) are warped together, up to ``chunk`` at once, from a VRT
+        stacking them (GDAL then transforms each pixel once for all of them; each keeps its own nodata)."""
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.warp import reproject
+
+        from ...tiling.reader import stacked_vrt
+
+        reach = self._reaching(members, dst_crs, dst_transform, width, height)
+        sizes: dict[int, float] = {}
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        for k in reach:
+            for b in bands:
+                a = self.items[k]["assets"][b]
+                level = a.get("overview")
+                if level is None:
+                    if a["crs"] not in sizes:
+                        sizes[a["crs"]] = pixel_size_in(self.crss[a["crs"]], dst_crs, dst_transform, width, height)
+                    factors, native = self._overview_factors(a)
+                    level = pick_overview(factors, native, sizes[a["crs"]])
+                key = (a["crs"], tuple(a["transform"][:6]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
+                groups.setdefault((*key, level, a.get("overview") is not None), []).append((k, b))
+        tasks = [(key, ms[i : i + chunk]) for key, ms in groups.items() for i in range(0, len(ms), chunk)]
+
+        def read(task):
+            key, ms = task
+            level = key[-2]
+            first = self.items[ms[0][0]]["assets"][ms[0][1]]
+            paths = [self.items[k]["assets"][b]["path"] for k, b in ms]
+            if level is not None:
+                paths = [f"vrt://{p}?ovr={level}" for p in paths]
+            with rasterio.open(paths[0]) as ds:
+                like = {
+                    "width": ds.width,
+                    "height": ds.height,
+                    "crs": self.crss[first["crs"]],
+                    "transform": list(ds.transform)[:6],
+                    "nodata": first["nodata"],
+                    "dtype": first["dtype"],
+                }
+            out = np.full((len(ms), height, width), np.nan, dtype=dtype)
+            with rasterio.open(stacked_vrt(paths, like)) as ds:
+                reproject(
+                    rasterio.band(ds, list(range(1, len(ms) + 1))),
+                    out,
+                    src_nodata=_nodata(first["nodata"]),
+                    dst_transform=dst_transform,
+                    dst_crs=dst_crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.nearest,
+                    num_threads=1,
+                    UNIFIED_SRC_NODATA="NO",
+                )
+            return out
+
+        found = {}
+        for (_, ms), out in zip(tasks, _map(read, tasks), strict=True):
+            for i, member in enumerate(ms):
+                found[member] = out[i]
+        return found
+
+    def _reaching(self, members: list[int], dst_crs, dst_transform: Affine, width: int, height: int) -> list[int]:
+        """The items of ``members`` whose footprint reaches the grid (with a margin)."""
+        from rasterio.warp import transform_bounds
+
+        left, top = dst_transform @ (0, 0)
+        right, bottom = dst_transform @ (width, height)
+        box = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        if str(dst_crs) != WEB_MERCATOR:
+            box = transform_bounds(dst_crs, WEB_MERCATOR, *box, densify_pts=21)
+        margin = 0.02 * max(box[2] - box[0], box[3] - box[1])
+        return [k for k in members if _intersects(self.footprints[k], box, margin)]
+
     @staticmethod
     def mosaic(layers: list[np.ndarray], shape: tuple[int, int], dtype="float32") -> np.ndarray:
         """The first valid (not NaN) value of ``layers``, in order; NaN where none has one."""
@@ -239,7 +316,7 @@ class Scenes:
         work = np.float64 if wide else np.float32
         everything = list(range(len(self.items)))
         bands = list(range(len(self.bands)))
-        warped = self.warp(everything, bands, dst_crs, dst_transform, width, height, dtype=work)
+        warped = self.warp_stacked(everything, bands, dst_crs, dst_transform, width, height, dtype=work)
         out = np.empty((len(self.steps), len(self.bands), height, width), dtype=self.dtype)
         for b, fill in enumerate(self.fills):
             out[:, b] = fill

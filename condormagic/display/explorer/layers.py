@@ -33,6 +33,7 @@ from affine import Affine
 from .view import WEB_MERCATOR, View, overview_level, read_view, view_resolution_in
 
 WGS84 = "EPSG:4326"
+FINE = 1.01  # screen pixels at most this many grid pixels: 1:1 (or closer)
 
 
 class RasterLayer:
@@ -217,9 +218,13 @@ class FunctionLayer:
 
     def view_grid(self, view: View):
         """The grid the function is computed on for ``view``: the part of the sources' grid on
-        screen, one pixel per screen pixel (whole grid pixels, so at 1:1 and closer it is a window
-        of the grid itself, read exactly as a job reads a tile); ``(grid, tile, decimation)``,
-        or ``None`` when the grid is off screen."""
+        screen, one pixel per screen pixel: whole grid pixels, so at 1:1 and closer (up to 1:2) it
+        is a window of the grid itself, read exactly as a job reads a tile; ``(grid, tile,
+        decimation)`` (decimation 1: that window), or ``None`` when the grid is off screen.
+
+        With a collection among the sources (its many scenes are costly to read exactly) only a view
+        at 1:1 or closer is read so; a coarser one is computed at the screen's own resolution, the
+        scenes read from their overviews."""
         from affine import Affine
         from rasterio.warp import transform_bounds
 
@@ -227,7 +232,10 @@ class FunctionLayer:
 
         g = self.grid
         left, bottom, right, top = transform_bounds(WEB_MERCATOR, g.rasterio_crs(), *view.bounds, densify_pts=21)
-        k = max(1, math.floor(view_resolution_in(g.rasterio_crs(), view) / min(g.res)))
+        ratio = view_resolution_in(g.rasterio_crs(), view) / min(g.res)
+        k = max(1, math.floor(ratio))
+        if self._scenes and ratio > FINE:
+            k = ratio  # not a whole number: the screen's own pixels
         inverse = ~g.transform
         cols, rows = zip(
             *(inverse @ xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))), strict=True
@@ -236,8 +244,9 @@ class FunctionLayer:
         r0, r1 = max(0, math.floor(min(rows))), min(g.height, math.ceil(max(rows)))
         if c1 <= c0 or r1 <= r0:
             return None
-        c0, r0 = c0 - c0 % k, r0 - r0 % k
-        width, height = math.ceil((c1 - c0) / k), math.ceil((r1 - r0) / k)
+        if k == int(k):
+            c0, r0 = c0 - c0 % int(k), r0 - r0 % int(k)
+        width, height = math.ceil((c1 - c0) / k - 1e-9), math.ceil((r1 - r0) / k - 1e-9)
         if k == 1:
             return g, Tile(0, r0, c0, height, width, self.sources.halo), 1
         transform = g.transform @ Affine.translation(c0, r0) @ Affine.scale(k)
@@ -257,11 +266,11 @@ class FunctionLayer:
             return out
         grid, tile, k = found
         dicts = [s.to_dict() for s in self.sources.values()]
-        if k > 1:  # decimated: every source is warped onto the coarser grid, from its overviews
-            img = self._read_coarse(dicts, grid, tile, view)
-        else:  # a window of the grid itself, read exactly as a job reads a tile
+        if k == 1:  # a window of the grid itself, read exactly as a job reads a tile
             with GridReader(dicts, grid) as reader:
                 img = reader.read(tile.read_window)
+        else:  # decimated: every source is warped onto the coarser grid, from its overviews
+            img = self._read_coarse(dicts, grid, tile, view)
         try:
             done = self._call(img, tile)
             self.error = None
