@@ -30,7 +30,8 @@ STYLE = """<style>
 .cm-scenes th { position:sticky; top:0; background:var(--jp-layout-color1,#fff); font-weight:600;
   border-bottom:1px solid var(--jp-border-color1,#bbb); }
 .cm-scenes tr.cm-scene-date td { background:rgba(127,127,127,0.16); }
-.cm-scenes tr[aria-selected="true"] td { background:rgba(33,150,243,0.32); font-weight:600; }
+.cm-scenes tr.cm-scene[data-pick][aria-selected="true"] { background:none; }
+.cm-scenes tr[aria-selected="true"] td { background:rgba(33,150,243,0.35); font-weight:600; }
 .cm-scenes tr.cm-scene:hover td { background:rgba(127,127,127,0.28); }
 </style>"""
 
