@@ -484,3 +484,24 @@ def test_the_example_explorer_notebook_in_a_kernel(tmp_path, catalog):
     nb = execute("explorer.ipynb", CONDORMAGIC_DASHBOARD="1")
     assert "not been computed yet" not in html_of(nb)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs  # attached, nothing submitted
+
+
+def test_one_step_per_item_gets_a_label_per_scene(catalog):
+    """group_by=None: the two granules of a pass, seconds apart, are two steps, each labelled with its time."""
+    s2 = cm.collection(str(catalog), bands=["B04", "SCL"], datetime="2020-08-16/2020-08-21")
+    src = cm.sources(s2=s2, crs="EPSG:32632", res=20, tile=128)
+    explorer = cm.explore(src)
+    layer = explorer.layers["s2"]
+    assert len(layer.times) == len(s2.items) == 4 and len(set(layer.times)) == 4
+    assert all(t.startswith(("2020-08-16 10:07", "2020-08-21 10:07")) for t in layer.times)
+    assert list(explorer.time.options) == layer.times
+    # each scene is its own date: a pick moves the slider to it and shows that scene alone
+    row = layer.scenes[3]
+    explorer.scene_table.pick(f"item:{row['index']}")
+    assert explorer.time.index == row["step"] and explorer.styles["s2"].item == row["id"]
+    explorer.styles["s2"] = Style(mode="band", band="B04", rgb=("B04", "B04", "B04"), time=row["step"])
+    view = views(layer)["both granules"]
+    show(explorer, view)
+    png = decode(explorer.overlays["s2"].url)
+    data = independent([next(i for i in s2.items if i.id == row["id"])], ["B04"], view)
+    assert (png[3] > 0).sum() == np.isfinite(data[0]).sum() > 0
