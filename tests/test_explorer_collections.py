@@ -484,6 +484,11 @@ def test_the_example_explorer_notebook_in_a_kernel(tmp_path, catalog):
     nb = execute("explorer.ipynb", CONDORMAGIC_DASHBOARD="1")
     assert "not been computed yet" not in html_of(nb)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs  # attached, nothing submitted
+    # in JupyterLab the same cells attach to composite.ipynb's run too (the same sources and function)
+    nb = execute("explorer.ipynb")
+    text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+    assert "Attached to run NDVI_2020" in text and "not been computed yet" not in html_of(nb)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
 
 
 def test_one_step_per_item_gets_a_label_per_scene(catalog):
