@@ -12,9 +12,17 @@ Then the kernel's responsiveness: a small task (a 1,000-element NumPy sum and a 
 "cell") is timed on the main thread while the render thread renders view after view, against the
 same task idle.
 
-    python bench/explorer.py [--size 8192] [--repeat 7] [--keep PATH]
+Then a collection of 16 scenes (``examples/make_s2_data.py``'s catalog at full size, two 2048 x 2048
+granules of 10 m either side of the UTM 32/33 boundary, the first eight passes): one date in RGB
+(B04, B03, B02: its two scenes warped from their overviews and mosaicked), at the whole extent,
+in between and at 1:1, against the same picture from the scenes' full resolution (no overview) and,
+when odc-stac is installed (``pip install -e ".[bench]"``), ``odc.stac.load`` of the date's items on
+the view's grid (``groupby="solar_day"``), coloured the same way; then the live NDVI composite of
+``examples/composite.ipynb`` over all 16 scenes (each view reads every date: a 4-D array of 8
+dates x 3 bands; at 1:1 exactly as a job reads it, coarser from the scenes' overviews), and the
+kernel's responsiveness while the collection's views render.
 
-The 16-scene collection view of issue 14 waits for collections (``tiling/collection.py``).
+    python bench/explorer.py [--size 8192] [--repeat 7] [--keep PATH] [--catalog FOLDER]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +50,10 @@ from condormagic.display.images import data_url, png_bytes
 
 WIDTH, HEIGHT = 1000, 700
 TARGET_MS = 300
+COLLECTION_TARGET_MS = 1000
+HERE = Path(__file__).resolve().parent
+RGB = ["B04", "B03", "B02"]
+CLOUDY = (3, 8, 9, 10)
 
 
 def make_cog(path: Path, size: int) -> None:
@@ -151,13 +164,180 @@ def responsiveness(explorer: Explorer, all_views: list[View], seconds: float = 3
     return statistics.median(idle), statistics.median(busy), rendered[0]
 
 
+# -- a collection of 16 scenes --------------------------------------------------------------------
+def composite(img):
+    """The NDVI median over each pixel's clear observations (examples/composite.ipynb's, one band)."""
+    import warnings
+
+    s2 = img["s2"].astype(np.float32)
+    red, nir, scl = (s2[:, img.bands["s2"].index(b)] for b in ("B04", "B08", "SCL"))
+    clear = (scl > 0) & ~np.isin(scl, CLOUDY)
+    ndvi = np.where(clear, (nir - red) / (nir + red + 1e-6), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(ndvi, axis=0).astype(np.float32)
+
+
+def collection_views(layer, pixel_m: float) -> dict[str, View]:
+    """Views of the collection: all of it, in between, and 1:1 (one screen pixel per 10 m pixel) at its centre."""
+    left, bottom, right, top = layer.footprint()
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    # metres of Web Mercator per metre on the ground, at the centre
+    stretch = 1 / np.cos(np.radians(46.78))
+
+    def at(metres_per_screen_pixel: float) -> View:
+        w = WIDTH * metres_per_screen_pixel * stretch
+        h = w * HEIGHT / WIDTH
+        return View((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), WIDTH, HEIGHT)
+
+    whole = (right - left) / stretch / WIDTH * 1.1
+    return {
+        f"whole ({whole:.0f} m/px)": at(whole),
+        f"between ({pixel_m * 2.5:.0f} m/px)": at(pixel_m * 2.5),
+        f"1:1 ({pixel_m:.0f} m/px)": at(pixel_m),
+    }
+
+
+def full_resolution_date(layer, step: int, view: View) -> str:
+    """The date's picture from each scene's full resolution (no overview), mosaicked and coloured the same."""
+    out = np.full((3, view.height, view.width), np.nan, np.float32)
+    for b, band in enumerate(RGB):
+        for k in layer.steps[step]:
+            asset = layer.items[k]["assets"][layer.bands.index(band)]
+            tmp = np.full((view.height, view.width), np.nan, np.float32)
+            with rasterio.open(asset["path"]) as ds:
+                reproject(
+                    rasterio.band(ds, 1),
+                    tmp,
+                    src_nodata=ds.nodata,
+                    dst_transform=view.transform,
+                    dst_crs="EPSG:3857",
+                    dst_nodata=np.nan,
+                    resampling=Resampling.nearest,
+                    num_threads=2,
+                )
+            np.copyto(out[b], tmp, where=np.isnan(out[b]) & ~np.isnan(tmp))
+    rgba, _ = colour(out, Style(mode="rgb", rgb=tuple(RGB)))
+    return data_url(png_bytes(rgba, level=1))
+
+
+def odc_date(items: list, view: View) -> str | None:
+    """The date's picture through ``odc.stac.load`` on the view's grid, coloured the same; ``None`` without odc-stac."""
+    try:
+        import odc.stac
+        from odc.geo.geobox import GeoBox
+    except ImportError:
+        return None
+    geobox = GeoBox((view.height, view.width), view.transform, "EPSG:3857")
+    ds = odc.stac.load(items, bands=RGB, geobox=geobox, groupby="solar_day", resampling="nearest", dtype="float32")
+    out = np.stack([ds[b].values[0] for b in RGB]).astype(np.float32)
+    out[out == 0] = np.nan  # nodata
+    rgba, _ = colour(out, Style(mode="rgb", rgb=tuple(RGB)))
+    return data_url(png_bytes(rgba, level=1))
+
+
+def collection_case(args) -> None:
+    import condormagic as cm
+
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    from make_s2_data import make
+
+    folder = args.catalog or Path(tempfile.mkdtemp(prefix="bench-explorer-s2-"))
+    start = time.perf_counter()
+    catalog = make(folder, size=2048)
+    print(f"\ncatalog {catalog} (two 2048 x 2048 granules of 10 m), {time.perf_counter() - start:.1f} s")
+    s2 = cm.collection(
+        catalog, bands=["B04", "B03", "B02", "B08", "SCL"], datetime="2020-08-16/2020-09-20", group_by="solar_day"
+    )
+    src = cm.sources(s2=s2, crs="EPSG:32632", res=20, tile=1024)
+    explorer = cm.explore(src)
+    layer = explorer.layers["s2"]
+    step = 1
+    print(f"{len(s2.items)} scenes on {len(s2.steps)} dates; the date {layer.times[step]} in RGB (its 2 scenes):")
+    views = collection_views(layer, 10.0)
+    has_odc = odc_date(list(s2.steps[step].items), next(iter(views.values()))) is not None
+    heads = f"{'view':22} {'explorer':>9} {'full-res warp':>14} {'ratio':>7}"
+    print(heads + (f" {'odc-stac':>9} {'ratio':>7}" if has_odc else "  (odc-stac not installed)"))
+    explorer.styles["s2"] = explorer.styles["s2"].copy(time=step)
+    worst, ratios = 0.0, []
+    for name, view in views.items():
+        explorer.view = view
+
+        def render() -> None:
+            explorer._cache.clear()
+            explorer.render()
+
+        ours = timed(render, args.repeat)
+        full = timed(lambda view=view: full_resolution_date(layer, step, view), max(3, args.repeat // 2))
+        line = f"{name:22} {ours:9.0f} {full:14.0f} {full / ours:7.1f}x"
+        ratios.append(full / ours)
+        if has_odc:
+            odc = timed(lambda view=view: odc_date(list(s2.steps[step].items), view), max(3, args.repeat // 2))
+            line += f" {odc:9.0f} {odc / ours:7.1f}x"
+        worst = max(worst, ours)
+        print(line)
+    print(f"median ratio (full-resolution warp / explorer): {statistics.median(ratios):.1f}x")
+    verdict = "met" if worst < COLLECTION_TARGET_MS else "NOT met"
+    print(f"slowest view of a date {worst:.0f} ms: target under {COLLECTION_TARGET_MS} ms per view {verdict}")
+
+    # The live composite on composite.ipynb's own sources: the bands it reads (B04, B08, SCL).
+    three = cm.collection(catalog, bands=["B04", "B08", "SCL"], datetime="2020-08-16/2020-09-20", group_by="solar_day")
+    live = cm.explore(cm.sources(s2=three, crs="EPSG:32632", res=20, tile=1024), composite)
+    live.styles["s2"] = live.styles["s2"].copy(mode="band", band="B04", time=step)
+    print(
+        f"\nthe live NDVI composite over all {len(three.items)} scenes (B04, B08, SCL: composite.ipynb's sources), "
+        "split against the date's B04 (ms per view; 1:1 reads every scene at full resolution, as a job does):"
+    )
+    preview = live.layers["composite"]
+    calls = []
+    inner = preview.func
+
+    def timed_func(img):
+        start = time.perf_counter()
+        try:
+            return inner(img)
+        finally:
+            calls.append(((time.perf_counter() - start) * 1000, img["s2"].shape))
+
+    preview.func = timed_func
+    worst = 0.0
+    for name, view in views.items():
+        live.view = view
+
+        def render() -> None:
+            live._cache.clear()
+            live.render()
+
+        ours = timed(render, args.repeat)
+        func_ms, shape = statistics.median(c[0] for c in calls[-args.repeat :]), calls[-1][1]
+        worst = max(worst, ours)
+        print(f"{name:22} {ours:9.0f}   (the function itself {func_ms:.0f} ms, img['s2'] {shape})")
+    verdict = "met" if worst < COLLECTION_TARGET_MS else "NOT met"
+    print(f"slowest view with the live composite {worst:.0f} ms: under {COLLECTION_TARGET_MS} ms {verdict}")
+    idle, busy, n = responsiveness(live, list(views.values()))
+    print(
+        f"a small cell on the main thread: {idle:.3f} ms idle, {busy:.3f} ms while the collection renders "
+        f"({n} views rendered meanwhile; ratio {busy / idle:.1f}x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="where to keep (and reuse) the COG")
+    parser.add_argument("--catalog", type=Path, help="where to keep (and reuse) the example catalog")
+    parser.add_argument("--only", choices=["cog", "collection"], help="run one of the two cases")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.only != "collection":
+        cog_case(args)
+    if args.only != "cog":
+        collection_case(args)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def cog_case(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-explorer-") as tmp:
         path = args.keep or Path(tmp) / f"cog{args.size}.tif"
         if not path.exists():
@@ -196,7 +376,6 @@ def main() -> None:
             f"\na small cell on the main thread: {idle:.3f} ms idle, {busy:.3f} ms while the map renders "
             f"({n} views rendered meanwhile; ratio {busy / idle:.1f}x)"
         )
-        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 ``%%condor --preview`` all build an :class:`Explorer` from layers:
 
 - :mod:`.view`: the view on screen, and reading a raster for it from its overviews;
-- :mod:`.layers`: what can be shown (a file, a function applied live, and the hook for collections);
+- :mod:`.layers`: what can be shown (a file, a function applied live); :mod:`.collection`: a collection
+  of scenes, a time step at a time, and :mod:`.scenes` its scene table; :mod:`.chart` its time series;
 - :mod:`.style`: band combination, stretch on the displayed area, colour maps;
 - :mod:`.legend`, :mod:`.outline`: legends and side labels; grid outline, tile grid, graticule;
 - :mod:`.widget`: the ipyleaflet map, the render thread and the pixel inspector; :mod:`.controls`: the panel.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 
 from ...errors import CondorMagicError
+from .collection import CollectionLayer
 from .layers import FunctionLayer, RasterLayer, source_layer
 from .style import Style
 from .widget import Explorer
@@ -77,7 +79,10 @@ def explore(
         if layer.name in units:
             layer.units = units[layer.name]
         if layer.name in classes:
-            layer.classes = classes[layer.name]
+            if hasattr(layer, "set_classes"):  # a collection: {value: label}, or {band: {value: label}}
+                layer.set_classes(classes[layer.name])
+            else:
+                layer.classes = classes[layer.name]
     split = None
     if func is not None:
         preview = FunctionLayer(func, obj, name=name, units=units.get(name or getattr(func, "__name__", ""), ""))
@@ -111,4 +116,13 @@ def explore_run(run, height: str = "460px", input_name: str | None = None) -> Ex
     return Explorer(layers, grid=grid, tile=tile, split=split, height=height, title=f"{run.name}: output and inputs")
 
 
-__all__ = ["Explorer", "FunctionLayer", "RasterLayer", "Style", "explore", "explore_run", "source_layer"]
+__all__ = [
+    "CollectionLayer",
+    "Explorer",
+    "FunctionLayer",
+    "RasterLayer",
+    "Style",
+    "explore",
+    "explore_run",
+    "source_layer",
+]

@@ -71,6 +71,7 @@ class Controls:
             (self.left_pick, "left"),
             (self.right_pick, "right"),
             (self.time, "time"),
+            (self.mode, "mode"),
         ):
             control.add_class(f"cm-control-{name}")
         for control in (self.pick, self.opacity, self.band, self.red, self.green, self.blue, self.colormap):
@@ -144,7 +145,9 @@ class Controls:
             return
         name = self.pick.value
         layer = self.layers[name]
-        style = self.styles[name].copy(
+        old = self.styles[name]
+        time = self.time.index if layer.times else 0
+        style = old.copy(
             visible=self.visible.value,
             opacity=self.opacity.value,
             mode=self.mode.value,
@@ -153,13 +156,16 @@ class Controls:
             colormap=self.colormap.value,
             stretch=self.stretch.value,
             n_std=float(self.n_std.value),
-            time=self.time.index if layer.times else 0,
+            time=time,
+            item=old.item if time == old.time else None,  # another date: its scenes, not the one scene
         )
         self.set_style(name, style)
 
     def _on_split(self, change) -> None:
+        if self._syncing:
+            return
         self.set_split(self.left_pick.value, self.right_pick.value) if change["new"] else self.set_split(None)
 
     def _on_sides(self, _change) -> None:
-        if self.split:
+        if self.split and not self._syncing:
             self.set_split(self.left_pick.value, self.right_pick.value)

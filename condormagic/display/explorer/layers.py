@@ -13,9 +13,10 @@ A layer is anything with
   (shown with the layer, e.g. that it is a screen-resolution preview).
 
 :class:`RasterLayer` is one file (a source, or a run's output); :class:`FunctionLayer` is a
-function applied live to what is on screen. A collection (``cm.collection``) plugs in through
-:func:`source_layer`: give it a layer with ``times`` (one date per time step) whose ``render``
-mosaics the scenes of ``times[time]`` for the view; the widget then shows a date slider.
+function applied live to what is on screen. A collection (``cm.collection``) is a
+:class:`~.collection.CollectionLayer` (made by :func:`source_layer`): it has ``times`` (one date
+per time step), its ``render`` mosaics the scenes of ``times[time]`` for the view (or one scene,
+``item=ID``), and the widget then shows a date slider and the scene table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from affine import Affine
 from .view import WEB_MERCATOR, View, overview_level, read_view, view_resolution_in
 
 WGS84 = "EPSG:4326"
+FINE = 1.01  # screen pixels at most this many grid pixels: 1:1 (or closer)
 
 
 class RasterLayer:
@@ -112,15 +114,15 @@ def band_names(ds) -> list[str]:
     return names
 
 
-def source_layer(source) -> RasterLayer:
-    """The layer of one declared source (a :class:`~condormagic.tiling.Source`, or its manifest dict).
-
-    Collections plug in here: when a source describes a collection, return its collection layer
-    (see the module's docstring) instead of a file's.
-    """
+def source_layer(source):
+    """The layer of one declared source (a :class:`~condormagic.tiling.Source` or
+    :class:`~condormagic.tiling.collection.CollectionSource`, or its manifest dict): a
+    :class:`RasterLayer` for a file, a :class:`~.collection.CollectionLayer` for a collection."""
     data = source if isinstance(source, dict) else source.to_dict()
-    if data.get("kind", "file") != "file" and "path" not in data:
-        raise NotImplementedError(f"source {data.get('name')!r}: collections are not on the explorer map yet")
+    if data.get("kind") == "collection":
+        from .collection import CollectionLayer
+
+        return CollectionLayer(source)
     return RasterLayer(data["name"], data["path"], kind="input")
 
 
@@ -164,6 +166,11 @@ class FunctionLayer:
         self.error: str | None = None
         self.grid = sources.grid
         self._bounds = _grid_footprint(self.grid)
+        from .collection import Scenes
+
+        self._scenes = {
+            d["name"]: Scenes(d) for d in (s.to_dict() for s in sources.values()) if d.get("kind") == "collection"
+        }
         try:
             probe = self._full_resolution(self._centre_window(32))
         except ContractError as exc:
@@ -211,9 +218,13 @@ class FunctionLayer:
 
     def view_grid(self, view: View):
         """The grid the function is computed on for ``view``: the part of the sources' grid on
-        screen, one pixel per screen pixel (whole grid pixels, so at 1:1 and closer it is a window
-        of the grid itself, read exactly as a job reads a tile); ``(grid, tile, decimation)``,
-        or ``None`` when the grid is off screen."""
+        screen, one pixel per screen pixel: whole grid pixels, so at 1:1 and closer (up to 1:2) it
+        is a window of the grid itself, read exactly as a job reads a tile; ``(grid, tile,
+        decimation)`` (decimation 1: that window), or ``None`` when the grid is off screen.
+
+        With a collection among the sources (its many scenes are costly to read exactly) only a view
+        at 1:1 or closer is read so; a coarser one is computed at the screen's own resolution, the
+        scenes read from their overviews."""
         from affine import Affine
         from rasterio.warp import transform_bounds
 
@@ -221,7 +232,10 @@ class FunctionLayer:
 
         g = self.grid
         left, bottom, right, top = transform_bounds(WEB_MERCATOR, g.rasterio_crs(), *view.bounds, densify_pts=21)
-        k = max(1, math.floor(view_resolution_in(g.rasterio_crs(), view) / min(g.res)))
+        ratio = view_resolution_in(g.rasterio_crs(), view) / min(g.res)
+        k = max(1, math.floor(ratio))
+        if self._scenes and ratio > FINE:
+            k = ratio  # not a whole number: the screen's own pixels
         inverse = ~g.transform
         cols, rows = zip(
             *(inverse @ xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))), strict=True
@@ -230,8 +244,9 @@ class FunctionLayer:
         r0, r1 = max(0, math.floor(min(rows))), min(g.height, math.ceil(max(rows)))
         if c1 <= c0 or r1 <= r0:
             return None
-        c0, r0 = c0 - c0 % k, r0 - r0 % k
-        width, height = math.ceil((c1 - c0) / k), math.ceil((r1 - r0) / k)
+        if k == int(k):
+            c0, r0 = c0 - c0 % int(k), r0 - r0 % int(k)
+        width, height = math.ceil((c1 - c0) / k - 1e-9), math.ceil((r1 - r0) / k - 1e-9)
         if k == 1:
             return g, Tile(0, r0, c0, height, width, self.sources.halo), 1
         transform = g.transform @ Affine.translation(c0, r0) @ Affine.scale(k)
@@ -251,15 +266,11 @@ class FunctionLayer:
             return out
         grid, tile, k = found
         dicts = [s.to_dict() for s in self.sources.values()]
-        if k > 1:  # decimated: every source is warped onto the coarser grid, from its overviews
-            dicts = [
-                {**d, "path": _overview_path(d["path"], view), "warp": True, "offset": [0, 0], "scale": None}
-                if "path" in d
-                else d  # a collection's entry: the collection reader decides how to read it for the grid
-                for d in dicts
-            ]
-        with GridReader(dicts, grid) as reader:
-            img = reader.read(tile.read_window)
+        if k == 1:  # a window of the grid itself, read exactly as a job reads a tile
+            with GridReader(dicts, grid) as reader:
+                img = reader.read(tile.read_window)
+        else:  # decimated: every source is warped onto the coarser grid, from its overviews
+            img = self._read_coarse(dicts, grid, tile, view)
         try:
             done = self._call(img, tile)
             self.error = None
@@ -287,6 +298,36 @@ class FunctionLayer:
             num_threads=2,
         )
         return out
+
+    def _read_coarse(self, dicts: list[dict], grid, tile, view: View):
+        """The ``img`` of ``tile`` of a coarse grid: files warped onto it from their overviews (through
+        the tiling reader), collections read by :meth:`~.collection.Scenes.read_grid` (every time step,
+        each mosaicked, from the scenes' overviews)."""
+        from ...tiling.contract import Img
+        from ...tiling.reader import GridReader
+
+        window = tile.read_window
+        transform = grid.transform @ Affine.translation(window.col_off, window.row_off)
+        files = [
+            {**d, "path": _overview_path(d["path"], view), "warp": True, "offset": [0, 0], "scale": None}
+            for d in dicts
+            if d.get("kind") != "collection"
+        ]
+        read = {}
+        if files:
+            with GridReader(files, grid) as reader:
+                img = reader.read(window)
+            read = {name: img[name] for name in img.names}
+        times, bands = {}, {}
+        for d in dicts:
+            scenes = self._scenes.get(d["name"])
+            if scenes is None:
+                continue
+            crs = grid.rasterio_crs()
+            read[d["name"]] = scenes.read_grid(crs, transform, int(window.width), int(window.height))
+            times[d["name"]], bands[d["name"]] = scenes.datetimes.copy(), list(scenes.bands)
+        names = [d["name"] for d in dicts]
+        return Img(names, [read[n] for n in names], window, transform, times, bands)
 
     def _band_index(self, band: str, n: int) -> int:
         i = self.bands.index(band) if band in self.bands else 0

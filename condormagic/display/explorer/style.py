@@ -99,7 +99,8 @@ class Style:
 
     ``mode`` is ``"rgb"`` (``rgb`` names the red, green and blue bands) or ``"band"`` (``band``
     with ``colormap``). ``stretch`` is one of :data:`STRETCHES`, over the displayed area;
-    ``n_std`` is N of the ``"stddev"`` stretch.
+    ``n_std`` is N of the ``"stddev"`` stretch. ``time`` indexes a layer's time steps; ``item`` is
+    the id of a collection's scene shown alone (``None``: the time step's scenes mosaicked).
     """
 
     mode: str = "band"
@@ -111,6 +112,7 @@ class Style:
     opacity: float = 1.0
     visible: bool = True
     time: int = 0
+    item: str | None = None  # a collection's one scene shown alone (its id), instead of the date's mosaic
 
     def bands_needed(self) -> list[str]:
         return list(self.rgb) if self.mode == "rgb" else [self.band]

@@ -94,9 +94,15 @@ def overview_level(dataset, view_res_in_src: float) -> int | None:
     coarsest still at least as fine as the screen's, or ``None`` for the full resolution."""
     factors = dataset.overviews(1) if dataset.count else []
     native = min(abs(dataset.transform.a), abs(dataset.transform.e)) or 1.0
+    return pick_overview(factors, native, view_res_in_src)
+
+
+def pick_overview(factors, native: float, target_res: float) -> int | None:
+    """The index of the coarsest of the overview ``factors`` whose pixels (``native * factor``) are
+    still no larger than ``target_res``, or ``None`` for the full resolution."""
     best = None
     for i, factor in enumerate(factors):
-        if native * factor <= view_res_in_src * (1 + 1e-9):
+        if native * factor <= target_res * (1 + 1e-9):
             best = i
     return best
 
@@ -112,32 +118,84 @@ def view_resolution_in(crs, view: View) -> float:
     return min(math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0]))
 
 
-def read_view(path: str, view: View, bands: list[int], resampling: str = "nearest", num_threads: int = 2):
+def pixel_size_in(crs, dst_crs, dst_transform: Affine, width: int, height: int) -> float:
+    """The size of a pixel of a grid (``dst_crs``, ``dst_transform``, ``width`` x ``height``) in
+    ``crs`` units, at the grid's centre (``crs`` may be ``dst_crs``)."""
+    from rasterio.warp import transform as warp_transform
+
+    cx, cy = dst_transform @ (width / 2, height / 2)
+    dx, dy = abs(dst_transform.a), abs(dst_transform.e)
+    xs, ys = warp_transform(dst_crs, crs, [cx, cx + dx, cx], [cy, cy, cy + dy])
+    return min(math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0]))
+
+
+FILE_NODATA = object()  # read_view's default: the nodata the file declares
+
+
+def read_view(
+    path: str,
+    view: View,
+    bands: list[int],
+    resampling: str = "nearest",
+    num_threads: int = 2,
+    nodata=FILE_NODATA,
+    level=FILE_NODATA,
+) -> np.ndarray:
     """Read ``bands`` (1-based) of the raster at ``path`` for ``view``: ``(bands, rows, cols)`` float32,
     NaN where the raster has no data or does not reach.
 
-    The overview chosen by :func:`overview_level` is warped with ``rasterio.warp.reproject``
-    onto the view's grid; GDAL reads only the part of it the view covers.
+    The overview chosen by :func:`overview_level` (or ``level``, when the caller knows it) is
+    warped with ``rasterio.warp.reproject`` onto the view's grid; GDAL reads only the part of it
+    the view covers. ``nodata`` overrides the file's (a STAC item may give one the file lacks).
     """
+    if level is FILE_NODATA:
+        import rasterio
+
+        with rasterio.open(path) as full:
+            if full.crs is None:
+                raise ValueError(f"{path} has no CRS: it cannot be placed on a map")
+            level = overview_level(full, view_resolution_in(full.crs, view))
+            nodata = full.nodata if nodata is FILE_NODATA else nodata
+    return warp_onto(
+        path, bands, WEB_MERCATOR, view.transform, view.width, view.height, resampling, num_threads, nodata, level
+    )
+
+
+def warp_onto(
+    path: str,
+    bands: list[int],
+    dst_crs,
+    dst_transform: Affine,
+    width: int,
+    height: int,
+    resampling: str = "nearest",
+    num_threads: int = 2,
+    nodata=FILE_NODATA,
+    level=FILE_NODATA,
+    dtype="float32",
+) -> np.ndarray:
+    """:func:`read_view` onto any grid: ``(bands, height, width)`` of ``dtype`` (a float), NaN where no data."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
-    out = np.full((len(bands), view.height, view.width), np.nan, dtype=np.float32)
-    with rasterio.open(path) as full:
-        crs = full.crs
-        if crs is None:
-            raise ValueError(f"{path} has no CRS: it cannot be placed on a map")
-        level = overview_level(full, view_resolution_in(crs, view))
-        nodata = full.nodata
+    out = np.full((len(bands), height, width), np.nan, dtype=dtype)
+    if level is FILE_NODATA or nodata is FILE_NODATA:
+        with rasterio.open(path) as full:
+            if full.crs is None:
+                raise ValueError(f"{path} has no CRS: it cannot be placed on a map")
+            if level is FILE_NODATA:
+                level = overview_level(full, pixel_size_in(full.crs, dst_crs, dst_transform, width, height))
+            if nodata is FILE_NODATA:
+                nodata = full.nodata
     opened = rasterio.open(path) if level is None else rasterio.open(path, overview_level=level)
     with opened as ds:
         reproject(
             rasterio.band(ds, bands),
             out,
             src_nodata=nodata,
-            dst_transform=view.transform,
-            dst_crs=WEB_MERCATOR,
+            dst_transform=dst_transform,
+            dst_crs=dst_crs,
             dst_nodata=np.nan,
             resampling=Resampling[resampling],
             num_threads=num_threads,

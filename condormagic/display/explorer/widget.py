@@ -19,11 +19,14 @@ import ipywidgets as widgets
 import numpy as np
 
 from ... import config
+from ..clickable import ClickableHTML
 from ..images import data_url, png_bytes
+from .chart import series_svg
 from .controls import Controls
 from .layers import WGS84
 from .legend import BOX, legend_html, number, side_label_html
 from .outline import graticule, outline_geojson, tiles_geojson
+from .scenes import scene_table_html
 from .style import Style, class_table, colour, default_style
 from .view import WEB_MERCATOR, ZOOM_SNAP, View, fit_zoom, to_latlon
 
@@ -34,9 +37,11 @@ LEFT_PANE, RIGHT_PANE = "cmLeftPane", "cmRightPane"  # DOM classes leaflet-cmLef
 LINES_PANE = "cmLinesPane"  # the grid's outline and tiles, and the inspected point: over the images
 CELL = "padding:0 10px 0 0;text-align:left"
 BLANK = data_url(png_bytes(np.zeros((4, 1, 1), np.uint8)))
+NO_FEATURES = {"type": "FeatureCollection", "features": []}
 CSS = """<style>
 .cm-explorer .leaflet-container { background: var(--jp-layout-color2, #e4e4e4); }
 .cm-explorer img.leaflet-image-layer { image-rendering: pixelated; }
+.cm-explorer .cm-control-time .widget-readout { max-width: none; min-width: 78px; }
 .cm-explorer .leaflet-div-icon { font: 10px sans-serif; color: var(--jp-ui-font-color2, #555);
   white-space: nowrap; background: none !important; border: none !important; }
 </style>"""
@@ -92,17 +97,28 @@ class Explorer(Controls, widgets.VBox):
         self._thread: threading.Thread | None = None
         self._fitted = False
         self._editing = False
+        self._syncing = False
 
         self.status = widgets.HTML(layout=widgets.Layout(margin="2px 0"))
         self.inspector = widgets.HTML(layout=widgets.Layout(margin="2px 0"))
         self.map_box = widgets.Box(layout=widgets.Layout(flex="1 1 auto", min_width="300px"))
         self.panel = self._make_panel()
+        # A collection's scenes, in a table under the map: a click on a row shows that scene.
+        self.scene_layers = [name for name, layer in self.layers.items() if getattr(layer, "scenes", None)]
+        self.scene_sort: tuple[str, bool] = ("date", False)
+        self.scene_table = ClickableHTML()
+        self.scene_table.on_pick(self._on_scene_pick)
+        self.scene_table.layout.display = "" if self.scene_layers else "none"
+        self.pick.observe(lambda _: self._show_scenes(), "value")
+        self.series: dict[str, list] = {}
         header = [widgets.HTML(f'<b style="font-size:13px">{escape(title)}</b>')] if title else []
         body = widgets.HBox([self.map_box, self.panel], layout=widgets.Layout(width="100%", align_items="flex-start"))
-        super().__init__([widgets.HTML(CSS), *header, body, self.status, self.inspector])
+        super().__init__([widgets.HTML(CSS), *header, body, self.status, self.scene_table, self.inspector])
         self.add_class("cm-explorer")
+        self._rendered_view: View | None = None
         self._build_map()
         self._show_status()
+        self._show_scenes()
 
     # -- the map ---------------------------------------------------------------------------------
     def _footprint(self) -> tuple[float, float, float, float]:
@@ -191,6 +207,14 @@ class Explorer(Controls, widgets.VBox):
         )
         self.marker.pane = LINES_PANE
         m.add(self.marker)
+        outline = getattr(self, "scene_outline", None)
+        self.scene_outline = ipyleaflet.GeoJSON(
+            data=outline.data if outline is not None else NO_FEATURES,
+            name="scene outline",
+            style={"color": "#d81b60", "weight": 2, "dashArray": "6 3", "fill": False},
+        )
+        self.scene_outline.pane = LINES_PANE
+        m.add(self.scene_outline)
         self.map = m
         self._cache.clear()
         self.map_box.children = (m,)
@@ -321,7 +345,12 @@ class Explorer(Controls, widgets.VBox):
             try:
                 data = self._data(key, layer, style, view)
                 rgba, legend = colour(
-                    data, style.copy(opacity=1.0), layer.integer, layer.classes, layer.units, self._title(layer, style)
+                    data,
+                    style.copy(opacity=1.0),
+                    layer.integer,
+                    _classes(layer, style),
+                    layer.units,
+                    self._title(layer, style),
                 )
                 self.errors.pop(name, None)
             except Exception as exc:
@@ -335,6 +364,7 @@ class Explorer(Controls, widgets.VBox):
                     overlay.url = url
                     overlay.bounds = view.latlon_bounds()
         self.legends = legends
+        self._rendered_view = view
         self._show_legends()
         self.n_renders += 1
         self.render_ms.append((time.perf_counter() - started) * 1000)
@@ -344,11 +374,12 @@ class Explorer(Controls, widgets.VBox):
         """The layer's values for the view (cached, so a new stretch or colour map reads nothing)."""
         bands = style.bands_needed()
         time_index = style.time if layer.times else None
-        ident = (view, tuple(bands), time_index, id(layer))
+        ident = (view, tuple(bands), time_index, style.item, id(layer))
         cached = self._cache.get(key)
         if cached is not None and cached[0] == ident:
             return cached[1]
-        data = layer.render(view.bounds, view.width, view.height, time=time_index, bands=bands)
+        scene = {"item": style.item} if style.item is not None else {}
+        data = layer.render(view.bounds, view.width, view.height, time=time_index, bands=bands, **scene)
         self._cache[key] = (ident, data)
         return data
 
@@ -358,6 +389,8 @@ class Explorer(Controls, widgets.VBox):
         when = ""
         if layer.times:
             when = f" · {layer.times[style.time]}"
+        if style.item is not None:
+            when += f" · {style.item}"
         return f"{layer.name}{what}{when}"
 
     def _show_legends(self) -> None:
@@ -388,8 +421,12 @@ class Explorer(Controls, widgets.VBox):
                 lines = printed.splitlines()
                 more = f" (and {len(lines) - 3} more lines)" if len(lines) > 3 else ""
                 notes.append(f"{escape(name)} printed: <code>{escape(' / '.join(lines[:3])[:300])}</code>{more}")
+        shown = self._rendered_view
+        placed = (
+            "" if shown is None else ",".join(repr(float(v)) for v in shown.bounds) + f",{shown.width},{shown.height}"
+        )
         self.status.value = (
-            f'<div class="cm-explorer-status" data-renders="{self.n_renders}" '
+            f'<div class="cm-explorer-status" data-renders="{self.n_renders}" data-view="{placed}" '
             f'style="font-size:12px;color:var(--jp-ui-font-color2,#555)">'
             f"{len(self.layers)} layer{'s' if len(self.layers) > 1 else ''}{where}{timing}"
             + "".join(f"<br>{n}" for n in notes)
@@ -404,13 +441,27 @@ class Explorer(Controls, widgets.VBox):
         self.inspect(lat, lon)
 
     def inspect(self, lat: float, lon: float) -> dict[str, dict]:
-        """Every layer's values at a point, read at full resolution; shown under the map and returned."""
-        values = {}
+        """Every layer's values at a point, read at full resolution; shown under the map and returned.
+
+        A collection's values are those of the date (or the scene) on the map; its time series
+        there (every date, each mosaicked as on the map) is charted beside them and kept in
+        ``self.series``.
+        """
+        values, series = {}, {}
         for name, layer in self.layers.items():
+            style = self.styles[name]
             try:
-                values[name] = layer.values_at(lat, lon, time=self.styles[name].time if layer.times else None)
+                if hasattr(layer, "series_at"):
+                    series[name] = layer.series_at(lat, lon)
+                    if style.item is not None:
+                        values[name] = layer.values_at(lat, lon, item=style.item)
+                    else:
+                        values[name] = series[name][style.time]
+                else:
+                    values[name] = layer.values_at(lat, lon, time=style.time if layer.times else None)
             except Exception as exc:
                 values[name] = f"{type(exc).__name__}: {exc}"
+        self.series = series
         rows = []
         for name, vals in values.items():
             if isinstance(vals, str):
@@ -419,8 +470,9 @@ class Explorer(Controls, widgets.VBox):
                     f'<tr data-layer="{escape(name)}"><td style="{CELL}"><b>{escape(name)}</b></td>{cells}</tr>'
                 )
                 continue
-            labels = class_table(getattr(self.layers[name], "classes", None))[0]
+            layer, style = self.layers[name], self.styles[name]
             for band, value in vals.items():
+                labels = class_table(_classes(layer, style.copy(mode="band", band=band)))[0]
                 shown = "outside / no data" if value is None else _value(value)
                 if value is not None and float(value).is_integer() and int(value) in labels:
                     shown += f" ({labels[int(value)]})"
@@ -430,16 +482,97 @@ class Explorer(Controls, widgets.VBox):
                     f'<td style="{CELL}"><b>{escape(name)}</b></td><td style="{CELL}">{escape(band)}</td>'
                     f'<td style="{CELL}">{escape(shown)}</td></tr>'
                 )
+        charts = "".join(self._series_chart(name, steps) for name, steps in series.items())
         ns, ew = ("N" if lat >= 0 else "S"), ("E" if lon >= 0 else "W")
         self.inspector.value = (
             f'<div class="cm-inspector" data-lat="{lat!r}" data-lon="{lon!r}" style="{BOX};max-width:none;padding:0">'
             f"<div>at {abs(lat):.5f}°{ns} {abs(lon):.5f}°{ew} (read from the files, full resolution)</div>"
-            f'<table style="border-collapse:collapse">{"".join(rows)}</table></div>'
+            '<div style="display:flex;flex-wrap:wrap;gap:6px 18px;align-items:flex-start">'
+            f'<table style="border-collapse:collapse">{"".join(rows)}</table>{charts}</div></div>'
         )
         with self.marker.hold_sync():
             self.marker.location = (lat, lon)
             self.marker.opacity, self.marker.fill_opacity = 1.0, 0.2
         return values
+
+    def _series_chart(self, name: str, steps: list[dict]) -> str:
+        """The chart of a collection's time series at the inspected point: the bands shown on the map."""
+        layer, style = self.layers[name], self.styles[name]
+        bands = list(style.rgb) if style.mode == "rgb" else [style.band]
+        bands = list(dict.fromkeys(b for b in bands if b in layer.bands)) or [layer.bands[0]]
+        data = {band: [step.get(band) for step in steps] for band in bands}
+        classes = _classes(layer, style) if style.mode == "band" else None
+        if classes is None and style.mode == "band" and style.colormap == "categorical":
+            classes = {}
+        current = None if style.item is not None else style.time
+        title = f"{name} · {', '.join(bands)} at this point, date by date"
+        svg = series_svg(title, layer.times, layer.datetimes, data, current, classes, rgb=style.mode == "rgb")
+        return f'<div class="cm-series" data-layer="{escape(name)}">{svg}</div>'
+
+    # -- a collection's scenes ---------------------------------------------------------------------
+    def _table_layer(self) -> str | None:
+        """The collection whose scenes the table lists: the one picked in the panel, else the first."""
+        if not self.scene_layers:
+            return None
+        return self.pick.value if self.pick.value in self.scene_layers else self.scene_layers[0]
+
+    def _show_scenes(self) -> None:
+        name = self._table_layer()
+        if name is None:
+            return
+        style = self.styles[name]
+        column, descending = self.scene_sort
+        self.scene_table.value = scene_table_html(self.layers[name], style.time, style.item, column, descending)
+
+    def _on_scene_pick(self, value: str) -> None:
+        name = self._table_layer()
+        if name is None:
+            return
+        layer, style = self.layers[name], self.styles[name]
+        kind, _, arg = value.partition(":")
+        if kind == "sort" and arg:
+            column, descending = self.scene_sort
+            self.scene_sort = (arg, not descending if arg == column else False)
+            self._show_scenes()
+        elif kind == "item" and arg.isdigit() and int(arg) < len(layer.scenes):
+            item = layer.scenes[int(arg)]["id"]
+            self.show_scene(None if item == style.item else item, name)
+        elif kind == "date":
+            self.show_scene(None, name)
+
+    def show_scene(self, item: str | None, layer: str | None = None) -> None:
+        """Show a collection's scene ``item`` (its id) alone on the map, at its date; ``None``: the date's
+        scenes mosaicked again. The layer is shown (on the left of a split map), and the map moves to
+        the scene when none of it is on screen."""
+        name = layer or self._table_layer()
+        if name is None:
+            raise ValueError("there is no collection on this map: it has no scenes to show")
+        target, style = self.layers[name], self.styles[name]
+        if item is None:
+            self.scene_outline.data = NO_FEATURES
+            self.set_style(name, style.copy(item=None))
+            return
+        index = target.index(item)
+        if self.split and name not in (self.left, self.right):
+            self.set_split(name, self.right)
+        self.scene_outline.data = target.outline(item)
+        self.set_style(name, style.copy(item=item, time=target.step_of[index], visible=True))
+        box = target.item_footprint(item)
+        view = self.view
+        if view is not None and not (
+            box[0] < view.bounds[2] and box[2] > view.bounds[0] and box[1] < view.bounds[3] and box[3] > view.bounds[1]
+        ):
+            self._fit_to(box)
+
+    def _fit_to(self, box) -> None:
+        try:
+            (px0, py0), (px1, py1) = self.map.pixel_bounds
+        except (TypeError, ValueError):
+            return
+        left, bottom, right, top = box
+        with self.map.hold_sync():
+            self.map.center = list(to_latlon((left + right) / 2, (bottom + top) / 2))
+            self.map.zoom = fit_zoom(box, int(px1 - px0), int(py1 - py0))
 
     def set_style(self, name: str, style: Style) -> None:
         """Change how a layer is shown (the controls call this; so can a notebook)."""
@@ -451,9 +584,15 @@ class Explorer(Controls, widgets.VBox):
             try:
                 self.visible.value, self.opacity.value = style.visible, style.opacity
                 self.stretch.value, self.colormap.value, self.mode.value = style.stretch, style.colormap, style.mode
+                if self.layers[name].times:
+                    self.time.index = style.time
             finally:
                 self._editing = False
         self._apply_opacity()
+        if name == self._table_layer() and (old.time, old.item) != (style.time, style.item):
+            self._show_scenes()
+            if style.item is None:
+                self.scene_outline.data = NO_FEATURES
         if old.copy(opacity=style.opacity) != style:
             self.request()
 
@@ -473,6 +612,14 @@ class Explorer(Controls, widgets.VBox):
         self.split = left is not None
         if self.split:
             self.left, self.right = left, right or left
+        if not self._syncing:  # the panel shows the split a notebook asked for (without asking again)
+            self._syncing = True
+            try:
+                self.split_box.value = self.split
+                if self.split:
+                    self.left_pick.value, self.right_pick.value = self.left, self.right
+            finally:
+                self._syncing = False
         if was != self.split:
             self._build_map()
         else:
@@ -485,6 +632,15 @@ class Explorer(Controls, widgets.VBox):
             self._closed = True
             self._cond.notify_all()
         super().close()
+
+
+def _classes(layer, style: Style):
+    """The classes of what ``style`` shows of ``layer``: a band's own (a collection's classified band), else
+    the layer's; none for RGB."""
+    if style.mode == "rgb":
+        return None
+    per_band = getattr(layer, "classes_for", None)
+    return per_band(style.band) if per_band is not None else layer.classes
 
 
 def _value(value) -> str:
