@@ -322,6 +322,10 @@ def collection(
         The catalog cannot be read, a band is missing from some items (they are named), or no
         item is left after a filter (the filter is named).
     """
+    if overviews is not None and not isinstance(overviews, bool):
+        raise SourceError(
+            f"overviews={overviews!r} is not True or False: True reads assets finer than the grid from overviews."
+        )
     items, href = _load(source)
     label = href or "the items given"
     if not items:
@@ -355,10 +359,6 @@ def collection(
             raise SourceError(f"No item of {label} is left after max_cloud={max_cloud:g}{after}: {detail}.")
         items = kept
     bands = _check_bands(items, bands, label)
-    if overviews is not None and not isinstance(overviews, bool):
-        raise SourceError(
-            f"overviews={overviews!r} is not True or False: True reads assets finer than the grid from overviews."
-        )
     return Collection(items, bands, interval, max_cloud, group_by, href, overviews)
 
 
