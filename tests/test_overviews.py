@@ -272,3 +272,15 @@ def test_overviews_must_be_true_or_false(cog):
         declare(cog, "EPSG:32633", 20, overviews="no")
     with pytest.raises(SourceError, match="overviews=1 is not True or False"):
         cm.sources(s2=cm.collection([], overviews=1), crs="EPSG:32632", res=20)
+
+
+def test_the_explorer_previews_a_source_read_from_its_overview(cog):
+    """Zoomed out, the live function reads each source from the overview of the view, not the grid's."""
+    from condormagic.display.explorer.layers import FunctionLayer
+
+    src = declare(cog, "EPSG:32632", 20)
+    assert src["field"].overview == 0
+    layer = FunctionLayer(lambda img: img["field"], src)
+    bounds = transform_bounds(CRS.from_wkt(src.grid.crs), "EPSG:3857", *src.grid.bounds)
+    out = layer.render(bounds, 48, 40)  # about 25 grid pixels per screen pixel
+    assert out.shape == (1, 40, 48) and np.isfinite(out).mean() > 0.5 and layer.error is None

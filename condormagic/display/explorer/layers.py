@@ -254,6 +254,7 @@ class FunctionLayer:
         if k > 1:  # decimated: every source is warped onto the coarser grid, from its overviews
             dicts = [
                 {**d, "path": _overview_path(d["path"], view), "warp": True, "offset": [0, 0], "scale": None}
+                | {"overview": None}  # the view's own overview replaces the one the grid reads (cm.sources)
                 if "path" in d
                 else d  # a collection's entry: the collection reader decides how to read it for the grid
                 for d in dicts
