@@ -109,7 +109,10 @@ def test_the_level_chosen_for_a_grid_is_gdalwarps(cog, res, level):
     assert chosen.full_size == (WIDTH, HEIGHT) and chosen.to_dict()["overview"] == level
     # the warp's one resampling scale is in the overview's pixels: grid pixels per overview pixel
     assert chosen.scale == pytest.approx((ovr.res[0] / res, ovr.res[1] / res), rel=1e-9)
-    assert f"from its {WIDTH / ovr.width:.3g}x overview" in chosen.row()["warped"]
+    # the %condor_sources table shows the file as it is, and which overview is read
+    row = chosen.row()
+    assert f"from its {WIDTH / ovr.width:.3g}x overview" in row["warped"]
+    assert (row["size"], row["resolution"]) == (f"{WIDTH} x {HEIGHT}", "10 x 10")
 
 
 def test_across_crs_the_ratio_is_measured_over_the_whole_grid(cog):

@@ -683,15 +683,15 @@ class CollectionSource:
 
     @property
     def width(self) -> int:
-        return max(a.width for item in self.items for a in item.assets)
+        return max(a.file_size[0] for item in self.items for a in item.assets)
 
     @property
     def height(self) -> int:
-        return max(a.height for item in self.items for a in item.assets)
+        return max(a.file_size[1] for item in self.items for a in item.assets)
 
     @property
     def res(self) -> tuple[float, float]:
-        return min((a.res for item in self.items for a in item.assets), key=lambda r: r[0] * r[1])
+        return min((a.file_res for item in self.items for a in item.assets), key=lambda r: r[0] * r[1])
 
     @property
     def crs(self) -> str | None:
@@ -703,7 +703,7 @@ class CollectionSource:
 
     @property
     def resolutions(self) -> list[str]:
-        return sorted({f"{a.res[0]:.6g} x {a.res[1]:.6g}" for item in self.items for a in item.assets})
+        return sorted({f"{a.file_res[0]:.6g} x {a.file_res[1]:.6g}" for item in self.items for a in item.assets})
 
     @property
     def files(self) -> list[str]:

@@ -107,19 +107,32 @@ class Source:
         return (stat.st_size, stat.st_mtime_ns) != (self.size, self.mtime_ns)
 
     def row(self) -> dict:
-        """The ``%condor_sources`` table's row."""
+        """The ``%condor_sources`` table's row: the file's size and resolution, and how it is read."""
+        width, height = self.file_size
+        xres, yres = self.file_res
         return {
             "name": self.name,
             "file": self.path,
-            "size": f"{self.width} x {self.height}",
+            "size": f"{width} x {height}",
             "bands": self.count,
             "dtype": self.dtype,
             "crs": _crs_label(self.crs),
-            "resolution": f"{self.res[0]:.6g} x {self.res[1]:.6g}",
+            "resolution": f"{xres:.6g} x {yres:.6g}",
             "warped": f"yes ({self.resampling}{self.overview_note(', ')})"
             if self.warp
             else f"no{self.overview_note(' (')}{')' if self.overview is not None else ''}",
         }
+
+    @property
+    def file_size(self) -> tuple[int, int]:
+        """The file's width and height at full resolution (``width`` and ``height`` are what is read)."""
+        return self.full_size or (self.width, self.height)
+
+    @property
+    def file_res(self) -> tuple[float, float]:
+        """The file's resolution at full resolution (``res`` is that of what is read)."""
+        width, height = self.file_size
+        return (self.res[0] * self.width / width, self.res[1] * self.height / height)
 
     @property
     def overview_factor(self) -> float | None:
@@ -253,8 +266,8 @@ def sources(
         takes), resolution in CRS units, and ``(left, bottom, right, top)``.
     overviews : bool
         Read a source whose pixels are finer than the grid's from its overview, as ``gdalwarp``
-        (``-ovr AUTO``) and odc-stac do: the coarsest overview still at least as fine as the grid
-        (see :func:`pick_overview`), chosen once per source (per asset of a collection) for the
+        (``-ovr AUTO``) and odc-stac do: the coarsest overview still at least as fine as the grid,
+        within GDAL's tolerance (see :func:`pick_overview`), chosen once per source (per asset of a collection) for the
         whole grid, so every tile reads the same level. ``False`` reads every source at full
         resolution. Part of the run id: it changes the pixels read. A collection's own
         ``overviews`` (``cm.collection(..., overviews=False)``) wins for its assets.
@@ -574,11 +587,12 @@ def pick_overview(ratio: float, widths: Sequence[int], width: int) -> int | None
     """The overview level ``gdalwarp -ovr AUTO`` warps from, or ``None`` for full resolution.
 
     GDAL's documentation says AUTO takes "the overview level whose resolution is the closest to
-    the target resolution"; what its code does (``apps/gdalwarp_lib.cpp``, GDAL 3.10) is: when the grid's pixel
-    spans more than one source pixel (``ratio`` > 1, see :func:`grid_ratio`), the coarsest level
-    whose decimation factor (``width`` over the level's width, from ``widths``, finest first) is
-    less than ``ratio + 0.1``; the 0.1 forgives numerical noise (a 19.9 m grid still reads the
-    2x overview of a 10 m file), so a level is never much coarser than the grid.
+    the target resolution"; what its code does (``apps/gdalwarp_lib.cpp``, GDAL 3.10, the one
+    rasterio's wheels ship) is: when the grid's pixel spans more than one source pixel (``ratio``
+    > 1, see :func:`grid_ratio`), the coarsest level whose decimation factor (``width`` over the
+    level's width, from ``widths``, finest first) is less than ``ratio + 0.1``; the 0.1 forgives
+    numerical noise (a 19.9 m grid still reads the 2x overview of a 10 m file), so a level is
+    never much coarser than the grid.
     """
     if ratio <= 1.0:
         return None
