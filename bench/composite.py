@@ -19,7 +19,9 @@ per-round ratios, and how many pixels of the two outputs differ, and why (the in
 on the grid are compared band by band).
 
 Target of issue 13 on a 2-core machine: condormagic at most 1.0x odc-stac + dask, end to end.
-Run ``python bench/composite.py [--repeat 3] [--tile 1024] [--full-resolution]`` (``pip install -e ".[bench]"``).
+Run ``python bench/composite.py [--repeat 3] [--tile 1024] [--full-resolution] [--tiles-per-job N]``
+(``pip install -e ".[bench]"``); condormagic groups the tiles into jobs as it does by default unless
+``--tiles-per-job`` says otherwise (each round prints how many tiles each job had).
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ class Source:
     scale: tuple[float, float] | None = None
     overview: int | None = None  # read from this overview level (rasterio's overview_level): see pick_overview
     full_size: tuple[int, int] | None = None  # the file's width and height when an overview is read
+    # rasterio's (rounded) decimation factors of the file's overviews, when described; not in the manifest
+    overview_factors: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
     kind = "file"
 
     @property
@@ -477,6 +479,7 @@ def _describe(name: str, path: str, resampling: str, identify: bool = True) -> S
                 size=size,
                 mtime_ns=mtime,
                 remote=remote,
+                overview_factors=tuple(ds.overviews(1)) if ds.count else (),
             )
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unknown error"
@@ -617,10 +620,14 @@ def on_overview(src: Source, grid: Grid) -> Source:
     if ratio <= 1.0:
         return src
     with rasterio.Env(**gdal_http_options()):
-        with open_raster(src.path) as ds:
-            count = len(ds.overviews(1))
+        factors = src.overview_factors
+        if factors is None:
+            with open_raster(src.path) as ds:
+                factors = tuple(ds.overviews(1))
         widths, shapes = [], []
-        for level in range(count):
+        for level, rounded in enumerate(factors):  # finest first, as GDAL lists a GeoTIFF's overviews
+            if rounded >= ratio + OVERVIEW_EPSILON + 1:
+                break  # too coarse, whatever the exact factor (rasterio's is rounded): so are the levels after
             with open_raster(src.path, level) as ds:
                 widths.append(ds.width)
                 shapes.append((ds.width, ds.height, ds.transform))
