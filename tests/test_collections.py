@@ -4,7 +4,10 @@ The catalog is the one ``examples/make_s2_data.py`` makes (two Sentinel-2-like g
 side of the UTM 32N/33N boundary, twelve passes), at 128 pixels a side. The reference stack of
 the acceptance tests is built here without condormagic's reader: each item's asset warped once
 onto the whole grid (GDAL's exact transformer, the one resampling scale of the asset and grid),
-then grouped by solar day and mosaicked by first valid pixel, from the catalog's own JSON.
+then grouped by solar day and mosaicked by first valid pixel, from the catalog's own JSON. By
+default condormagic reads an asset finer than the grid from its overview (as ``gdalwarp -ovr
+AUTO``); the reference then warps the overview that gdalwarp's rule picks (:func:`gdalwarp_level`,
+worked out here from the resolutions), and the full-resolution file for ``overviews=False``.
 """
 
 from __future__ import annotations
@@ -82,10 +85,29 @@ def explicit(crs: str, res: float, bounds) -> Grid:
     return Grid(CRS.from_user_input(crs).to_wkt(), rasterio.Affine(res, 0, left, 0, -res, top), width, height)
 
 
-def warp_whole(path: Path, grid: Grid, resampling: str) -> np.ndarray:
-    """One asset on the whole grid: read at its offset when it is on the grid's pixels, else
-    warped at once with the exact transformer and the asset's one scale over the grid."""
+def gdalwarp_level(path: Path, grid: Grid) -> int | None:
+    """The overview ``gdalwarp -ovr AUTO`` warps ``path`` from onto ``grid``: the coarsest whose
+    decimation factor is less than the grid's pixel size in the file's pixels plus 0.1 (GDAL's
+    tolerance); ``None`` (full resolution) when the grid is not coarser. The pixel-size ratio is
+    taken from the resolutions, which is exact within the same CRS and close enough across these
+    neighbouring UTM zones (the grids here are never near a level's edge)."""
     with rasterio.open(path) as ds:
+        ratio = min(grid.res[0] / ds.res[0], grid.res[1] / ds.res[1])
+        widths = []
+        for level in range(len(ds.overviews(1))):
+            with rasterio.open(path, overview_level=level) as ovr:
+                widths.append(ovr.width)
+        factors = [ds.width / w for w in widths]
+    chosen = [k for k, f in enumerate(factors) if f < ratio + 0.1] if ratio > 1 else []
+    return chosen[-1] if chosen else None
+
+
+def warp_whole(path: Path, grid: Grid, resampling: str, overviews: bool = True) -> np.ndarray:
+    """One asset on the whole grid: read at its offset when it is on the grid's pixels, else
+    warped at once with the exact transformer and the asset's one scale over the grid; from the
+    overview gdalwarp would pick, unless ``overviews`` is False."""
+    level = gdalwarp_level(path, grid) if overviews else None
+    with rasterio.open(path, overview_level=level) if level is not None else rasterio.open(path) as ds:
         same_crs = ds.crs == CRS.from_wkt(grid.crs)
         col, row = ~ds.transform @ (grid.transform.c, grid.transform.f)
         if same_crs and ds.res == grid.res and col == round(col) and row == round(row):
@@ -93,13 +115,21 @@ def warp_whole(path: Path, grid: Grid, resampling: str) -> np.ndarray:
             return ds.read(1, window=window, boundless=True, fill_value=ds.nodata or 0)
         left, bottom, right, top = transform_bounds(CRS.from_wkt(grid.crs), ds.crs, *grid.bounds)
         scale = (grid.width / ((right - left) / ds.res[0]), grid.height / ((top - bottom) / ds.res[1]))
-        with rasterio.open(exact_warped_vrt(ds, grid, resampling, scale)) as vrt:
+        with rasterio.open(exact_warped_vrt(ds, grid, resampling, scale, overview=level)) as vrt:
             return vrt.read(1)
 
 
-def whole_stack(catalog: Path, grid: Grid, resampling: dict, items: list[dict] | None = None, by_day=True):
-    """(time, band, rows, cols): every item warped once, grouped by solar day (or not), mosaicked
-    by the first valid pixel in the items' order; and the times of the steps."""
+def whole_stack(
+    catalog: Path,
+    grid: Grid,
+    resampling: dict,
+    items: list[dict] | None = None,
+    by_day=True,
+    overviews: bool = True,
+):
+    """(time, band, rows, cols): every item warped once (from gdalwarp's overview, unless
+    ``overviews`` is False), grouped by solar day (or not), mosaicked by the first valid pixel
+    in the items' order; and the times of the steps."""
     items = catalog_items(catalog) if items is None else items
     groups: dict = {}
     for item in items:
@@ -111,7 +141,7 @@ def whole_stack(catalog: Path, grid: Grid, resampling: dict, items: list[dict] |
             done = np.zeros((grid.height, grid.width), dtype=bool)
             for item in members:
                 path = item["_dir"] / item["assets"][band]["href"]
-                data = warp_whole(path, grid, resampling.get(band, resampling.get("*", "nearest")))
+                data = warp_whole(path, grid, resampling.get(band, resampling.get("*", "nearest")), overviews)
                 valid = (data != 0) & ~done
                 stack[t, b][valid] = data[valid]
                 done |= data != 0
@@ -186,6 +216,56 @@ def test_tiles_read_the_whole_warp_bit_for_bit(catalog, grid_key, tile, halo):
     # Both granules give pixels in every step: the zone boundary runs through the grid.
     covered = (expected[:, 0] > 0).mean(axis=(1, 2))
     assert covered.min() > 0.5
+    # Each asset reads the overview gdalwarp's rule picks, recorded once in the manifest for all tiles;
+    # on the 20 and 30 m grids the 10 m bands come from their 2x overviews.
+    levels = recorded_levels(src)
+    assert levels == {
+        (i["id"], b): gdalwarp_level(i["_dir"] / i["assets"][b]["href"], src.grid) for i, b in assets_of(catalog)
+    }
+    assert any(level is not None for level in levels.values()) == (GRIDS[grid_key][1] > 10)
+
+
+def recorded_levels(src: cm.Sources, name: str = "s2") -> dict:
+    """``{(item id, band): overview level or None}`` as the manifest records them."""
+    d = src[name].to_dict()
+    return {
+        (item["id"], band): a.get("overview")
+        for item in d["items"]
+        for band, a in zip(d["bands"], item["assets"], strict=True)
+    }
+
+
+def assets_of(catalog: Path) -> list[tuple[dict, str]]:
+    return [(item, band) for item in catalog_items(catalog) for band in BANDS]
+
+
+@pytest.mark.parametrize("grid_key", ["32632-20m", "32632-30m"])
+def test_overviews_false_reads_the_full_resolution_warp_bit_for_bit(catalog, grid_key):
+    """``overviews=False`` gives what condormagic read before it read overviews: every asset at full
+    resolution, tiled equal to the whole full-resolution warp (and different from the overviews')."""
+    src = declare(catalog, grid_key, 31, 3, overviews=False)
+    assert (
+        set(recorded_levels(src).values()) == {None} and src.identity() != declare(catalog, grid_key, 31, 3).identity()
+    )
+    expected, _ = whole_stack(catalog, src.grid, GRIDS[grid_key][3], overviews=False)
+    got, _ = stitched(src)
+    assert np.array_equal(got, expected), f"{(got != expected).sum()} pixels differ"
+    from_overviews, _ = whole_stack(catalog, src.grid, GRIDS[grid_key][3])
+    assert not np.array_equal(got[:, :2], from_overviews[:, :2])  # the 10 m bands differ
+    # the same from cm.sources(overviews=False), for every source of the declaration
+    coll = cm.collection(str(catalog), bands=BANDS, group_by="solar_day")
+    crs, res, _, resampling = GRIDS[grid_key]
+    alike = cm.sources(
+        s2=coll,
+        crs=crs,
+        res=res,
+        bounds=src.grid.bounds,
+        tile=31,
+        halo=3,
+        resampling={"s2": resampling},
+        overviews=False,
+    )
+    assert alike.identity() == src.identity() and alike["s2"].to_dict() == src["s2"].to_dict()
 
 
 @pytest.mark.parametrize("resampling", ["lanczos", "average", "bilinear"])
@@ -428,6 +508,15 @@ def test_the_run_id_follows_the_selection(catalog, tmp_path):
     assert declare_with(group_by=None) != base
     assert declare_with(group_by="solar_day", max_cloud=30) != base
     assert declare_with(group_by="solar_day", bands=["B08", "B04", "SCL"]) != base
+    # reading overviews or not changes the pixels: a new run id
+    full = declare_with(group_by="solar_day", overviews=False)
+    assert full != base and declare_with(group_by="solar_day", overviews=True) == base
+    assert (
+        cm.sources(
+            s2=cm.collection(catalog, bands=BANDS, group_by="solar_day"), crs="EPSG:32632", res=20, overviews=False
+        ).identity()
+        != base
+    )
     # a changed asset file gives a new identity (and Sources.current() declares it anew)
     copied = copy_catalog(catalog, tmp_path / "changed")
     src = cm.sources(s2=cm.collection(copied, bands=BANDS), crs="EPSG:32632", res=20)
@@ -446,21 +535,25 @@ def test_collection_lists_scenes_and_reads_a_step_or_an_item_onto_any_grid(catal
     assert len(rows) == 24 and set(rows[0]) >= {"id", "date", "cloud", "mgrs", "crs", "size", "datetime"}
     assert {r["mgrs"] for r in rows} == {"32TQS", "33TTM"} and {r["crs"] for r in rows} == {"EPSG:32632", "EPSG:32633"}
     assert rows[0]["size"] == f"{SIZE} x {SIZE}"
-    # one time step, both granules, at 40 m in zone 32: the mosaic of the whole warp at that grid
+    # one time step, both granules, at 40 m in zone 32: the mosaic of the whole warp at that grid, from
+    # the overviews a run would read, or at full resolution
     step = coll.read(crs="EPSG:32632", res=40, step=3)
     grid = explicit("EPSG:32632", 40, cm_snap(coll.bounds("EPSG:32632", step=3), 40))
     day = [i for i in catalog_items(catalog) if i["id"] in coll.steps[3].ids]
     expected, _ = whole_stack(catalog, grid, {"*": "nearest"}, items=day)
     assert step.shape == expected.shape[1:] and np.array_equal(step, expected[0])
+    full = coll.read(crs="EPSG:32632", res=40, step=3, overviews=False)
+    assert np.array_equal(full, whole_stack(catalog, grid, {"*": "nearest"}, items=day, overviews=False)[0][0])
+    assert not np.array_equal(full, step) and np.corrcoef(full[0].ravel(), step[0].ravel())[0, 1] > 0.5
+    # a collection declared with overviews=False reads so by default
+    alike = cm.collection(catalog, bands=BANDS, group_by="solar_day", overviews=False)
+    assert np.array_equal(alike.read(crs="EPSG:32632", res=40, step=3), full)
     # one item, one band, onto a given grid in zone 33 at 25 m
     item = coll.steps[5].ids[0]
     g33 = explicit("EPSG:32633", 25, coll.bounds("EPSG:32633"))
     one = coll.read(g33, item=item, bands=["B08"])
     only = [i for i in catalog_items(catalog) if i["id"] == item]
     assert np.array_equal(one[0], whole_stack(catalog, g33, {"*": "nearest"}, items=only)[0][0, 1])
-    # from the overviews, for a quick preview: same shape, close values
-    quick = coll.read(crs="EPSG:32632", res=40, step=3, overviews=True)
-    assert quick.shape == step.shape and np.corrcoef(quick[0].ravel(), step[0].ravel())[0, 1] > 0.5
     assert coll.subset([item]).items[0].id == item
     with pytest.raises(SourceError, match="not in"):
         coll.subset(["nope"])

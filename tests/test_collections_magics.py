@@ -60,13 +60,16 @@ def test_condor_sources_declares_a_stac_collection_and_the_graph_lists_each_jobs
             "%load_ext condormagic",
             "import json, numpy as np",
             SOURCES,
+            "with_overviews = get_ipython().magics_manager.registry['CondorMagics'].sources",
             FUNCTION,
             VIEW,
             "print(get_ipython().find_line_magic('condor_sources').__doc__)",  # what %condor_sources? pages
+            SOURCES + " --no-overviews",
+            LEVELS,
         ],
         env,
     ).cells
-    load, _, declared, dry, view, help_ = cells
+    load, _, declared, _, dry, view, help_, full, levels = cells
     shown = text(declared)
     assert "s2" in shown and "EPSG:32632, EPSG:32633" in shown and "B04, B08, SCL" in shown, shown
     # the catalog's own properties say which items are left, and how many passes
@@ -88,6 +91,17 @@ def test_condor_sources_declares_a_stac_collection_and_the_graph_lists_each_jobs
     helped = text(help_)
     for needle in ("NAME=stac:CATALOG", "--bands NAME=B1,B2", "--datetime", "--max-cloud", "--group-by", "solar_day"):
         assert needle in helped, helped
+    # the 10 m bands are read from their 2x overviews on the 20 m grid, unless --no-overviews says otherwise
+    assert "--no-overviews" in helped and "gdalwarp -ovr AUTO" in helped
+    assert "from their 2x overviews" in shown and "overviews" not in text(full), text(full)
+    flags, first_levels, last_levels = json.loads(text(levels).strip().splitlines()[-1])
+    assert flags == [True, False] and set(first_levels) == {None, 0} and set(last_levels) == {None}
+
+
+LEVELS = """m = get_ipython().magics_manager.registry["CondorMagics"]
+def levels(src):
+    return sorted({a.get("overview") for i in src["s2"].to_dict()["items"] for a in i["assets"]}, key=str)
+print(json.dumps([[with_overviews.overviews, m.sources.overviews], levels(with_overviews), levels(m.sources)]))"""
 
 
 def test_bad_collections_are_one_line_usage_errors(folder, tmp_path):

@@ -81,6 +81,12 @@ class CondorMagics(Magics):
     @argument("--halo", default="0", help="pixels of context read around every tile")
     @argument("--mask", help="a source whose all-zero tiles are skipped")
     @argument("--resampling", action="append", default=[], metavar="NAME=METHOD", help="for warped sources")
+    @argument(
+        "--no-overviews",
+        action="store_true",
+        help="read every source at full resolution, even where the grid is coarser than it (default: from the "
+        "overview gdalwarp -ovr AUTO would pick)",
+    )
     @argument("--bands", action="append", default=[], metavar="NAME=B1,B2", help="a collection's bands (asset keys)")
     @argument("--datetime", action="append", default=[], metavar="[NAME=]START/END", help="a collection's dates")
     @argument("--max-cloud", action="append", default=[], metavar="[NAME=]PERCENT", help="a collection's cloud cover")
@@ -112,6 +118,11 @@ class CondorMagics(Magics):
         A collection needs --crs and --res (without --bounds the grid covers its items), or a
         raster file source for the grid; ``--resampling s2=bilinear`` applies to all its bands.
         In Python: ``cm.sources(s2=cm.collection(...), ...)``.
+
+        A source (or a collection's asset) finer than the grid is read from its overview, the one
+        ``gdalwarp -ovr AUTO`` would warp from (chosen once for the whole grid: every tile reads
+        the same level); ``--no-overviews`` reads every source at full resolution instead, which
+        gives other pixels and so another run (``cm.sources(..., overviews=False)`` in Python).
         """
         args = parse(self.condor_sources, line)
         paths = pairs(args.pairs, "a source")
@@ -135,6 +146,7 @@ class CondorMagics(Magics):
                 crs=args.crs,
                 res=res,
                 bounds=tuple(args.bounds) if args.bounds else None,
+                overviews=not args.no_overviews,
                 **paths,
             )
         except CondorMagicError as exc:

@@ -39,7 +39,7 @@ from rasterio.warp import transform_bounds
 
 from ..errors import SourceError
 from .grid import Grid
-from .source import Source, _align, _crs_label, _describe, _json_nodata, is_remote, snap
+from .source import Source, _align, _crs_label, _describe, _json_nodata, is_remote, on_overview, snap
 
 GROUPINGS = ("solar_day",)
 # Grid pixels added around an asset's footprint, besides its resampling kernel's reach: the
@@ -91,6 +91,7 @@ class Collection:
         max_cloud: float | None = None,
         group_by: str | None = None,
         href: str | None = None,
+        overviews: bool | None = None,
     ):
         self.items = list(items)
         self.bands = list(bands)
@@ -98,6 +99,7 @@ class Collection:
         self.max_cloud = max_cloud
         self.group_by = group_by
         self.href = href
+        self.overviews = overviews  # None: as cm.sources(overviews=...) says
         self._steps: list[Step] | None = None
 
     # -- description ---------------------------------------------------------------------------
@@ -172,7 +174,9 @@ class Collection:
         items = [item for item in self.items if item.id in wanted]
         if not items:
             raise SourceError(f"No item of {self.label} was named: name at least one.")
-        return Collection(items, self.bands, self.datetime_range, self.max_cloud, self.group_by, self.href)
+        return Collection(
+            items, self.bands, self.datetime_range, self.max_cloud, self.group_by, self.href, self.overviews
+        )
 
     def __repr__(self) -> str:
         steps = len(self.steps)
@@ -194,16 +198,20 @@ class Collection:
         return f"<table><caption style='text-align:left'>{escape(repr(self))}</caption><tr>{head}</tr>{body}</table>"
 
     # -- onto a grid ---------------------------------------------------------------------------
-    def bind(self, name: str, grid: Grid, resampling: str | Mapping[str, str] = "nearest") -> CollectionSource:
+    def bind(
+        self, name: str, grid: Grid, resampling: str | Mapping[str, str] = "nearest", overviews: bool = True
+    ) -> CollectionSource:
         """This collection as source ``name`` of ``grid``: items that miss the grid dropped, every
-        asset of the others opened and aligned (see the module's docstring).
+        asset of the others opened and aligned (see the module's docstring); assets finer than the
+        grid read from their overviews (unless this collection's ``overviews``, or else
+        ``overviews``, is ``False``).
 
         Raises
         ------
         SourceError
             No item touches the grid, or an asset cannot be opened or has more than one band.
         """
-        return bind(self, name, grid, resampling)
+        return bind(self, name, grid, resampling, overviews)
 
     def read(
         self,
@@ -216,15 +224,16 @@ class Collection:
         item: str | None = None,
         bands: Sequence[str] | None = None,
         resampling: str | Mapping[str, str] = "nearest",
-        overviews: bool = False,
+        overviews: bool | None = None,
     ) -> np.ndarray:
         """Read one time step (``step``, an index into :attr:`steps`) or one item (``item``, its id)
         onto a grid, mosaicked by the collection's rule; return ``(bands, rows, cols)``.
 
         The grid is ``grid``, or ``crs``, ``res`` and ``bounds`` (``bounds`` defaults to the
-        step's or item's extent). Any resolution works; with ``overviews=True`` each asset is read
-        from its overview closest to (and not coarser than) the grid's resolution, which is much
-        faster for a preview, and not what a run computes.
+        step's or item's extent). Any resolution works. Assets finer than the grid are read from
+        their overviews as a run reads them (``gdalwarp -ovr AUTO``'s choice, see
+        :func:`~condormagic.tiling.source.pick_overview`), unless ``overviews`` (default: the
+        collection's own, else ``True``) is ``False``: then at full resolution.
         """
         if (step is None) == (item is None):
             raise SourceError("Read one time step (step=INDEX) or one item (item=ID) of the collection.")
@@ -233,14 +242,18 @@ class Collection:
             missing = [b for b in bands if b not in self.bands]
             if missing:
                 raise SourceError(f"{', '.join(missing)} {_is_are(missing)} not a band of the collection.")
-            chosen = Collection(chosen.items, list(bands), group_by=self.group_by, href=self.href)
+            chosen = Collection(
+                chosen.items, list(bands), group_by=self.group_by, href=self.href, overviews=chosen.overviews
+            )
         if grid is None:
             if crs is None or res is None:
                 raise SourceError("Give a grid, or crs and res (and bounds, or the extent of what is read).")
             from .source import _explicit_grid
 
             grid = _explicit_grid(crs, res, bounds or snap(chosen.bounds(crs), res))
-        bound = bind(chosen, "read", grid, resampling, overviews=overviews)
+        if overviews is not None:
+            chosen.overviews = overviews
+        bound = bind(chosen, "read", grid, resampling)
         from rasterio.windows import Window
 
         from .reader import CollectionReader
@@ -256,7 +269,12 @@ class Collection:
             chosen = self.steps[step]
         except (IndexError, TypeError):
             raise SourceError(f"{step!r} is not a time step: the collection has {len(self.steps)}.") from None
-        return Collection(chosen.items, self.bands, group_by="solar_day" if len(chosen.items) > 1 else None)
+        return Collection(
+            chosen.items,
+            self.bands,
+            group_by="solar_day" if len(chosen.items) > 1 else None,
+            overviews=self.overviews,
+        )
 
 
 def collection(
@@ -265,6 +283,7 @@ def collection(
     datetime: str | Sequence | None = None,  # noqa: A002 - the STAC name
     max_cloud: float | None = None,
     group_by: str | None = None,
+    overviews: bool | None = None,
 ) -> Collection:
     """Declare a collection of scenes (STAC items) as one source of :func:`condormagic.sources`.
 
@@ -287,6 +306,11 @@ def collection(
     group_by : {"solar_day", None}
         ``"solar_day"``: items of the same local solar day make one time step, mosaicked
         (first valid pixel in the items' order). ``None``: one time step per item.
+    overviews : bool, optional
+        ``True``: an asset finer than the grid is read from its overview, as ``gdalwarp -ovr
+        AUTO`` and odc-stac read it (the coarsest overview still at least as fine as the grid,
+        chosen once per asset and grid); ``False``: every asset at full resolution. Default:
+        as :func:`condormagic.sources`' ``overviews`` (``True``). Part of the run id.
 
     Returns
     -------
@@ -298,6 +322,10 @@ def collection(
         The catalog cannot be read, a band is missing from some items (they are named), or no
         item is left after a filter (the filter is named).
     """
+    if overviews is not None and not isinstance(overviews, bool):
+        raise SourceError(
+            f"overviews={overviews!r} is not True or False: True reads assets finer than the grid from overviews."
+        )
     items, href = _load(source)
     label = href or "the items given"
     if not items:
@@ -331,7 +359,7 @@ def collection(
             raise SourceError(f"No item of {label} is left after max_cloud={max_cloud:g}{after}: {detail}.")
         items = kept
     bands = _check_bands(items, bands, label)
-    return Collection(items, bands, interval, max_cloud, group_by, href)
+    return Collection(items, bands, interval, max_cloud, group_by, href, overviews)
 
 
 # -- reading STAC ------------------------------------------------------------------------------
@@ -641,6 +669,7 @@ class CollectionSource:
     remote: dict | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    overviews: bool = True  # whether assets finer than the grid read their overviews (each asset's ``overview``)
     kind: str = "collection"
 
     # What a single-file source says of itself, for the tables and views that list sources.
@@ -654,15 +683,15 @@ class CollectionSource:
 
     @property
     def width(self) -> int:
-        return max(a.width for item in self.items for a in item.assets)
+        return max(a.file_size[0] for item in self.items for a in item.assets)
 
     @property
     def height(self) -> int:
-        return max(a.height for item in self.items for a in item.assets)
+        return max(a.file_size[1] for item in self.items for a in item.assets)
 
     @property
     def res(self) -> tuple[float, float]:
-        return min((a.res for item in self.items for a in item.assets), key=lambda r: r[0] * r[1])
+        return min((a.file_res for item in self.items for a in item.assets), key=lambda r: r[0] * r[1])
 
     @property
     def crs(self) -> str | None:
@@ -674,7 +703,7 @@ class CollectionSource:
 
     @property
     def resolutions(self) -> list[str]:
-        return sorted({f"{a.res[0]:.6g} x {a.res[1]:.6g}" for item in self.items for a in item.assets})
+        return sorted({f"{a.file_res[0]:.6g} x {a.file_res[1]:.6g}" for item in self.items for a in item.assets})
 
     @property
     def files(self) -> list[str]:
@@ -682,13 +711,17 @@ class CollectionSource:
 
     def identity(self) -> list:
         """The selection, for the run id: the items' ids and times, the asset files chosen (with a local
-        file's size and modification time) in band order, the time steps in order, the bands and grouping."""
+        file's size and modification time, and the overview level read) in band order, the time steps in
+        order, the bands and grouping."""
         return [
             self.kind,
             self.path,
             list(self.bands),
             self.group_by,
-            [[item.id, item.datetime, [[a.path, a.size, a.mtime_ns] for a in item.assets]] for item in self.items],
+            [
+                [item.id, item.datetime, [[a.path, a.size, a.mtime_ns, a.overview] for a in item.assets]]
+                for item in self.items
+            ],
             [list(s) for s in self.steps],
         ]
 
@@ -718,8 +751,16 @@ class CollectionSource:
             "dtype": self.dtype,
             "crs": ", ".join(self.crs_labels),
             "resolution": ", ".join(self.resolutions),
-            "warped": f"yes ({_resampling_text(self.resampling)})" if self.warp else "no",
+            "warped": (f"yes ({_resampling_text(self.resampling)})" if self.warp else "no") + self._overviews_note(),
         }
+
+    def _overviews_note(self) -> str:
+        assets = [a for item in self.items for a in item.assets]
+        read = [a for a in assets if a.overview is not None]
+        if not read:
+            return ""
+        factors = sorted({f"{a.overview_factor:.3g}x" for a in read})
+        return f"; {len(read)} of {len(assets)} assets from their {', '.join(factors)} overviews"
 
     def scenes(self, indices: Iterable[int] | None = None) -> list[dict]:
         """``{"date", "id", "files"}`` of the items (all, or those at ``indices``), for views."""
@@ -755,6 +796,7 @@ class CollectionSource:
             "fill": [_json_nodata(f) for f in fills],
             "resampling": self.resampling,
             "warp": self.warp,
+            "overviews": self.overviews,
             "crs": crss,
             "items": [
                 {"id": item.id, "datetime": item.datetime, "window": list(item.window), "assets": listed}
@@ -782,9 +824,10 @@ def bind(
     name: str,
     grid: Grid,
     resampling: str | Mapping[str, str] = "nearest",
-    overviews: bool = False,
+    overviews: bool = True,
 ) -> CollectionSource:
     """See :meth:`Collection.bind`."""
+    overviews = overviews if coll.overviews is None else coll.overviews
     if grid.crs is None:
         raise SourceError(f"Collection {name!r} needs a grid with a CRS to be warped onto: give crs, res and bounds.")
     if not grid.is_rectilinear:
@@ -841,6 +884,7 @@ def bind(
         collection=coll,
         size=stat[0],
         mtime_ns=stat[1],
+        overviews=overviews,
     )
 
 
@@ -931,7 +975,7 @@ def _open_asset(
     if is_remote(href):
         source = replace(source, remote={"updated": item.properties.get("updated")})
     if overviews:
-        source = _on_overview(source, grid)
+        source = on_overview(source, grid)  # chosen once for the whole grid: every tile reads this level
     try:
         aligned = _align(source, grid)
     except SourceError as exc:
@@ -954,29 +998,6 @@ def _stac_nodata(asset) -> float | None:
     if bands and isinstance(bands[0], Mapping) and isinstance(bands[0].get("nodata"), (int, float)):
         return bands[0]["nodata"]
     return None
-
-
-def _on_overview(source: Source, grid: Grid) -> Source:
-    """``source`` read from its overview closest to, not coarser than, the grid's resolution."""
-    import rasterio
-
-    with rasterio.open(source.path) as ds:
-        factors = ds.overviews(1)
-    src_px = max(source.res)
-    grid_px = max(grid.res) if source.crs == grid.crs else _grid_px_in(source, grid)
-    level, best = None, 1
-    for k, f in enumerate(factors):
-        if f * src_px <= grid_px * 1.0001 and f > best:
-            level, best = k, f
-    if level is None:
-        return source
-    with rasterio.open(source.path, overview_level=level) as ds:
-        return replace(source, width=ds.width, height=ds.height, transform=ds.transform, overview=level)
-
-
-def _grid_px_in(source: Source, grid: Grid) -> float:
-    left, bottom, right, top = transform_bounds(CRS.from_wkt(grid.crs), CRS.from_wkt(source.crs), *grid.bounds)
-    return max((right - left) / grid.width, (top - bottom) / grid.height)
 
 
 def _footprint(source: Source, grid: Grid) -> tuple[int, int, int, int] | None:

@@ -40,7 +40,8 @@ class SourceReader:
         # A nodata the file does not declare (a collection's asset whose STAC metadata gives it).
         declared = None if self.nodata is None or self._ds.nodata is not None else self.nodata
         if source["warp"]:
-            xml = exact_warped_vrt(self._ds, grid, source["resampling"], source.get("scale"), declared, alpha)
+            scale, level = source.get("scale"), source.get("overview")
+            xml = exact_warped_vrt(self._ds, grid, source["resampling"], scale, declared, alpha, overview=level)
             self._vrt = rasterio.open(xml)
         self.fill = 0 if self.nodata is None else self.nodata
         self.dtype = np.dtype(source["dtype"])
@@ -130,6 +131,7 @@ def exact_warped_vrt(
     nodata: float | None = None,
     alpha: bool = False,
     options: dict | None = None,
+    overview: int | None = None,
 ) -> str:
     """The XML of a warped VRT of ``dataset`` onto ``grid`` that a tile reads like a whole warp.
 
@@ -143,6 +145,9 @@ def exact_warped_vrt(
 
     ``nodata`` is a nodata value the file does not declare (given by a STAC item); ``alpha``
     adds an alpha band that marks the pixels the source covers (for sources without nodata).
+    ``overview`` is the overview level ``dataset`` was opened at (rasterio's ``overview_level``):
+    the VRT then opens its file at that level (GDAL's ``OVERVIEW_LEVEL`` open option), whose
+    pixels the transformer and the scale are in.
     """
     extras = {"XSCALE": repr(float(scale[0])), "YSCALE": repr(float(scale[1]))} if scale else {}
     if nodata is not None:
@@ -172,6 +177,13 @@ def exact_warped_vrt(
     source = root.find("GDALWarpOptions/SourceDataset")
     source.set("relativeToVRT", "0")
     source.text = dataset.name
+    warp_options = root.find("GDALWarpOptions")
+    for old in warp_options.findall("OpenOptions"):
+        warp_options.remove(old)
+    if overview is not None:
+        opened = ET.Element("OpenOptions")
+        ET.SubElement(opened, "OOI", key="OVERVIEW_LEVEL").text = str(int(overview))
+        warp_options.insert(list(warp_options).index(source) + 1, opened)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -195,9 +207,10 @@ def _wider_dtype(fill, dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
-def stacked_vrt(paths: Sequence[str], like: dict) -> str:
-    """The XML of a VRT whose band ``i`` is the one band of ``paths[i]``: files of one geometry
-    (``like``'s CRS, transform and size), dtype and nodata."""
+def stacked_vrt(paths: Sequence[str], like: dict, overviews: Sequence[int | None] | None = None) -> str:
+    """The XML of a VRT whose band ``i`` is the one band of ``paths[i]`` (of its overview level
+    ``overviews[i]`` when that is not ``None``): rasters of one geometry (``like``'s CRS, transform
+    and size), dtype and nodata."""
     from rasterio.dtypes import _gdal_typename
 
     root = ET.Element("VRTDataset", rasterXSize=str(like["width"]), rasterYSize=str(like["height"]))
@@ -215,6 +228,10 @@ def stacked_vrt(paths: Sequence[str], like: dict) -> str:
             )
         source = ET.SubElement(band, "SimpleSource")
         ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = path
+        level = overviews[i - 1] if overviews else None
+        if level is not None:  # GDAL opens the file at that level: its size is the overview's
+            options = ET.SubElement(source, "OpenOptions")
+            ET.SubElement(options, "OOI", key="OVERVIEW_LEVEL").text = str(int(level))
         ET.SubElement(source, "SourceBand").text = "1"
         ET.SubElement(source, "SrcRect", **size)
         ET.SubElement(source, "DstRect", **size)
@@ -280,7 +297,7 @@ class CollectionReader:
             groups: dict[tuple, list[tuple[int, int]]] = {}
             for k, item in enumerate(self.items):
                 for b, a in enumerate(item["assets"]):
-                    if not a["warp"] or a["nodata"] is None or a.get("overview") is not None:
+                    if not a["warp"] or a["nodata"] is None:
                         continue
                     key = (a["crs"], tuple(a["transform"]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
                     key += (a["resampling"], tuple(a["scale"] or ()), tuple(item["window"]))
@@ -295,10 +312,11 @@ class CollectionReader:
             members = self._members[key]
             first = self._asset_dict(*members[0])
             paths = [self.items[k]["assets"][b]["path"] for k, b in members]
+            levels = [self.items[k]["assets"][b].get("overview") for k, b in members]
             for path in paths:
                 for hook in OPEN_HOOKS:
                     hook(path)
-            with rasterio.open(stacked_vrt(paths, first)) as stack:
+            with rasterio.open(stacked_vrt(paths, first, levels)) as stack:
                 xml = exact_warped_vrt(
                     stack,
                     self.grid,

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
-from rasterio.warp import transform_bounds
+from rasterio.warp import transform, transform_bounds
 
 from .. import config
 from ..errors import CondorMagicError, SourceError
@@ -23,10 +24,15 @@ from .identity import remote_identity
 from .reader import open_raster
 
 # The options of :func:`sources`: no source can have one of these names.
-RESERVED = ("grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds")
+RESERVED = ("grid", "tile", "halo", "resampling", "mask", "crs", "res", "bounds", "overviews")
 # Beyond these, a grid is a mistake (degrees given as metres, say), not an analysis.
 MAX_TILES = 10_000_000
 MAX_PIXELS_OVER_FINEST = 100
+# gdalwarp's -ovr AUTO (GDAL 3.10, apps/gdalwarp_lib.cpp): the grid's pixel size in source pixels is
+# measured on a lattice of this many points a side over the whole grid, and an overview whose
+# decimation factor is within this of that ratio counts as matching it.
+OVERVIEW_POINTS = 10
+OVERVIEW_EPSILON = 0.1
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,10 @@ class Source:
     warp: bool = False
     offset: tuple[int, int] = (0, 0)
     scale: tuple[float, float] | None = None
-    overview: int | None = None  # read from this overview level (a collection's preview reads)
+    overview: int | None = None  # read from this overview level (rasterio's overview_level): see pick_overview
+    full_size: tuple[int, int] | None = None  # the file's width and height when an overview is read
+    # rasterio's (rounded) decimation factors of the file's overviews, when described; not in the manifest
+    overview_factors: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
     kind = "file"
 
     @property
@@ -100,17 +109,44 @@ class Source:
         return (stat.st_size, stat.st_mtime_ns) != (self.size, self.mtime_ns)
 
     def row(self) -> dict:
-        """The ``%condor_sources`` table's row."""
+        """The ``%condor_sources`` table's row: the file's size and resolution, and how it is read."""
+        width, height = self.file_size
+        xres, yres = self.file_res
         return {
             "name": self.name,
             "file": self.path,
-            "size": f"{self.width} x {self.height}",
+            "size": f"{width} x {height}",
             "bands": self.count,
             "dtype": self.dtype,
             "crs": _crs_label(self.crs),
-            "resolution": f"{self.res[0]:.6g} x {self.res[1]:.6g}",
-            "warped": f"yes ({self.resampling})" if self.warp else "no",
+            "resolution": f"{xres:.6g} x {yres:.6g}",
+            "warped": f"yes ({self.resampling}{self.overview_note(', ')})"
+            if self.warp
+            else f"no{self.overview_note(' (')}{')' if self.overview is not None else ''}",
         }
+
+    @property
+    def file_size(self) -> tuple[int, int]:
+        """The file's width and height at full resolution (``width`` and ``height`` are what is read)."""
+        return self.full_size or (self.width, self.height)
+
+    @property
+    def file_res(self) -> tuple[float, float]:
+        """The file's resolution at full resolution (``res`` is that of what is read)."""
+        width, height = self.file_size
+        return (self.res[0] * self.width / width, self.res[1] * self.height / height)
+
+    @property
+    def overview_factor(self) -> float | None:
+        """The decimation factor of the overview read (the file's width over the overview's), or ``None``."""
+        if self.overview is None or not self.full_size:
+            return None
+        return self.full_size[0] / self.width
+
+    def overview_note(self, before: str = "") -> str:
+        """``"from its 2x overview"`` (after ``before``) when an overview is read, else ``""``."""
+        factor = self.overview_factor
+        return "" if factor is None else f"{before}from its {factor:.3g}x overview"
 
 
 @dataclass
@@ -127,6 +163,7 @@ class Sources(Mapping):
     halo: int = 0
     mask: str | None = None
     grid_from: str | None = None
+    overviews: bool = True
     # The arguments of :func:`sources` that made this, to declare it again when a file changed.
     declaration: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -151,6 +188,7 @@ class Sources(Mapping):
             "tile": self.tile,
             "halo": self.halo,
             "mask": self.mask,
+            "overviews": self.overviews,
             "sources": [s.to_dict() for s in self.by_name.values()],
         }
 
@@ -161,7 +199,11 @@ class Sources(Mapping):
             "tile": self.tile,
             "halo": self.halo,
             "mask": self.mask,
-            "sources": {n: s.identity() + [s.resampling] for n, s in self.by_name.items()},
+            # The overview level a source reads (None: full resolution) changes its pixels, so it counts;
+            # overviews=True where no source is finer than the grid changes nothing, and does not.
+            "sources": {
+                n: s.identity() + [s.resampling, getattr(s, "overview", None)] for n, s in self.by_name.items()
+            },
         }
 
     def changed(self) -> list[str]:
@@ -202,6 +244,7 @@ def sources(
     crs: str | None = None,
     res: float | tuple[float, float] | None = None,
     bounds: tuple[float, float, float, float] | None = None,
+    overviews: bool = True,
     **paths,
 ) -> Sources:
     """Declare named raster sources and the grid they are read onto.
@@ -223,6 +266,13 @@ def sources(
     crs, res, bounds : optional
         An explicit target grid: CRS (anything ``rasterio.crs.CRS.from_user_input``
         takes), resolution in CRS units, and ``(left, bottom, right, top)``.
+    overviews : bool
+        Read a source whose pixels are finer than the grid's from its overview, as ``gdalwarp``
+        (``-ovr AUTO``) and odc-stac do: the coarsest overview still at least as fine as the grid,
+        within GDAL's tolerance (see :func:`pick_overview`), chosen once per source (per asset of a collection) for the
+        whole grid, so every tile reads the same level. ``False`` reads every source at full
+        resolution. Part of the run id: it changes the pixels read. A collection's own
+        ``overviews`` (``cm.collection(..., overviews=False)``) wins for its assets.
     **paths : str or Collection
         ``name=path`` for each source, in the order the function receives them. Any path
         or URI rasterio opens (``/vsicurl/...``, ``/vsizip/...``) works; or a collection of
@@ -256,6 +306,10 @@ def sources(
         tile, halo = check_count(tile, "tile"), check_count(halo, "halo", minimum=0)
     except CondorMagicError as exc:
         raise SourceError(str(exc)) from None
+    if not isinstance(overviews, bool):
+        raise SourceError(
+            f"overviews={overviews!r} is not True or False: True reads sources finer than the grid from overviews."
+        )
     resampling = dict(resampling or {})
     for name in [grid, mask, *resampling]:
         if name is not None and name not in paths:
@@ -317,9 +371,9 @@ def sources(
 
     aligned = {
         name: (
-            collections[name].bind(name, target, resampling.get(name, "nearest"))
+            collections[name].bind(name, target, resampling.get(name, "nearest"), overviews=overviews)
             if name in collections
-            else _align(opened[name], target)
+            else _align(on_overview(opened[name], target) if overviews else opened[name], target)
         )
         for name in paths
     }
@@ -332,9 +386,10 @@ def sources(
         "crs": crs,
         "res": res,
         "bounds": bounds,
+        "overviews": overviews,
         **paths,
     }
-    return Sources(aligned, target, tile, halo, mask, grid_from, declaration)
+    return Sources(aligned, target, tile, halo, mask, grid_from, overviews, declaration)
 
 
 def snap(bounds: tuple[float, float, float, float], res) -> tuple[float, float, float, float]:
@@ -424,6 +479,7 @@ def _describe(name: str, path: str, resampling: str, identify: bool = True) -> S
                 size=size,
                 mtime_ns=mtime,
                 remote=remote,
+                overview_factors=tuple(ds.overviews(1)) if ds.count else (),
             )
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unknown error"
@@ -503,6 +559,87 @@ def _warp_scale(src: Source, grid: Grid) -> tuple[float, float]:
     src_cols = (right - left) / src.res[0]
     src_rows = (top - bottom) / src.res[1]
     return (grid.width / src_cols, grid.height / src_rows)
+
+
+def grid_ratio(src: Source, grid: Grid) -> float:
+    """How many of ``src``'s pixels one pixel of ``grid`` spans, as gdalwarp measures it to pick an
+    overview: a lattice of points over the whole grid (pixel corners, its edges included) taken into
+    the source's pixel coordinates; the extent they span over the grid's size, along columns and
+    rows; the smaller of the two. 0 when it cannot be measured (the grid lies outside the source's
+    CRS's domain)."""
+    n = OVERVIEW_POINTS
+    steps = np.arange(n) / (n - 1)
+    cols, rows = np.meshgrid(steps * grid.width, steps * grid.height)
+    xs, ys = grid.transform @ (cols.ravel(), rows.ravel())
+    if src.crs != grid.crs and not (src.crs and grid.crs and CRS.from_wkt(src.crs) == CRS.from_wkt(grid.crs)):
+        try:
+            xs, ys = transform(CRS.from_wkt(grid.crs), CRS.from_wkt(src.crs), xs, ys)
+        except Exception:  # a CRS pair PROJ cannot transform between: no overview
+            return 0.0
+    px, py = ~src.transform @ (np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+    ok = np.isfinite(px) & np.isfinite(py)
+    if not ok.any():
+        return 0.0
+    px, py = px[ok], py[ok]
+    ratio_x = (px.max() - px.min()) / grid.width if px.max() > px.min() else 0.0
+    ratio_y = (py.max() - py.min()) / grid.height if py.max() > py.min() else 0.0
+    return float(min(ratio_x, ratio_y))
+
+
+def pick_overview(ratio: float, widths: Sequence[int], width: int) -> int | None:
+    """The overview level ``gdalwarp -ovr AUTO`` warps from, or ``None`` for full resolution.
+
+    GDAL's documentation says AUTO takes "the overview level whose resolution is the closest to
+    the target resolution"; what its code does (``apps/gdalwarp_lib.cpp``, GDAL 3.10, the one
+    rasterio's wheels ship) is: when the grid's pixel spans more than one source pixel (``ratio``
+    > 1, see :func:`grid_ratio`), the coarsest level whose decimation factor (``width`` over the
+    level's width, from ``widths``, finest first) is less than ``ratio + 0.1``; the 0.1 forgives
+    numerical noise (a 19.9 m grid still reads the 2x overview of a 10 m file), so a level is
+    never much coarser than the grid.
+    """
+    if ratio <= 1.0:
+        return None
+    best, best_factor = None, 1.0
+    for level, level_width in enumerate(widths):
+        factor = width / level_width
+        if factor >= ratio + OVERVIEW_EPSILON or factor <= best_factor:
+            continue
+        best, best_factor = level, factor
+        if abs(ratio - factor) < OVERVIEW_EPSILON:
+            break
+    return best
+
+
+def on_overview(src: Source, grid: Grid) -> Source:
+    """``src`` as read from the overview ``gdalwarp -ovr AUTO`` would warp from onto ``grid``: the
+    level's size and transform, so that the alignment and the resampling scale are the overview's;
+    ``src`` itself when the grid is not coarser than it or the file has no overviews."""
+    if src.overview is not None or src.crs is None or grid.crs is None:
+        return src
+    ratio = grid_ratio(src, grid)
+    if ratio <= 1.0:
+        return src
+    with rasterio.Env(**gdal_http_options()):
+        factors = src.overview_factors
+        if factors is None:
+            with open_raster(src.path) as ds:
+                factors = tuple(ds.overviews(1))
+        widths, shapes = [], []
+        for level, rounded in enumerate(factors):  # finest first, as GDAL lists a GeoTIFF's overviews
+            if rounded >= ratio + OVERVIEW_EPSILON + 1:
+                break  # too coarse, whatever the exact factor (rasterio's is rounded): so are the levels after
+            with open_raster(src.path, level) as ds:
+                widths.append(ds.width)
+                shapes.append((ds.width, ds.height, ds.transform))
+            if src.width / ds.width >= ratio + OVERVIEW_EPSILON:
+                break  # this level and all coarser ones are too coarse
+    level = pick_overview(ratio, widths, src.width)
+    if level is None:
+        return src
+    width, height, transform_ = shapes[level]
+    return replace(
+        src, width=width, height=height, transform=transform_, overview=level, full_size=(src.width, src.height)
+    )
 
 
 def _check_overlap(src: Source, grid: Grid, offset: tuple[int, int]) -> None:

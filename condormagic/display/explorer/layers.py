@@ -309,7 +309,9 @@ class FunctionLayer:
         window = tile.read_window
         transform = grid.transform @ Affine.translation(window.col_off, window.row_off)
         files = [
+            # the view's own overview replaces the one the grid reads (cm.sources' overview choice)
             {**d, "path": _overview_path(d["path"], view), "warp": True, "offset": [0, 0], "scale": None}
+            | {"overview": None}
             for d in dicts
             if d.get("kind") != "collection"
         ]
