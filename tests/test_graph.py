@@ -126,3 +126,23 @@ def test_run_id_follows_what_changes_the_result(tmp_path, write_raster):
     stat = os.stat(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed
     assert same != content_hash(fingerprint(f), cm.sources(a=path, tile=32).identity(), base)
+
+
+@pytest.mark.parametrize(
+    "width, height, tile, n_jobs", [(1983, 1100, 1024, 2), (1000, 700, 256, 5), (8192, 8192, 1024, 8)]
+)
+def test_default_jobs_hold_about_as_many_pixels_each(width, height, tile, n_jobs):
+    from condormagic.tiling.grid import Tiling
+    from condormagic.tiling.jobs import balanced
+
+    tiling = Tiling(width, height, tile)
+    todo = list(range(len(tiling)))
+    jobs = balanced(todo, tiling.array(), 0, n_jobs)
+    assert [t for job in jobs for t in job] == todo and len(jobs) == n_jobs
+    boxes = tiling.array()
+    sums = [int((boxes[job, 2] * boxes[job, 3]).sum()) for job in jobs]
+    biggest = int((boxes[:, 2] * boxes[:, 3]).max())
+    ideal = sum(sums) / n_jobs
+    assert all(abs(total - ideal) <= biggest for total in sums), sums  # each cut at the boundary nearest its share
+    if width == 1983:
+        assert jobs == [[0], [1, 2, 3]]  # by count, [[0, 1], [2, 3]]: 2.03 M pixels and 0.15 M

@@ -92,10 +92,31 @@ def build_graph(
     skipped = _masked_out(src) if src.mask else []
     skip = set(skipped)
     todo = [i for i in range(len(tiles)) if i not in skip]
-    per_job = tiles_per_job or default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2, min_job_pixels)
-    jobs = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
+    if tiles_per_job:
+        jobs = [todo[i : i + tiles_per_job] for i in range(0, len(todo), tiles_per_job)]
+    else:
+        per_job = default_tiles_per_job(len(todo), slots, (src.tile + 2 * src.halo) ** 2, min_job_pixels)
+        jobs = balanced(todo, tiles.array(todo), src.halo, -(-len(todo) // per_job)) if todo else []
     reads = {name: job_items(s, tiles, jobs) for name, s in src.collections().items()}
     return JobGraph(tiles, jobs, skipped, reads)
+
+
+def balanced(todo: list[int], boxes: np.ndarray, halo: int, n_jobs: int) -> list[list[int]]:
+    """``todo`` cut into ``n_jobs`` runs of neighbouring tiles with about as many pixels each (edge tiles
+    are smaller: cut by count, the last job of a grid would hold its thin strips)."""
+    pixels = (boxes[:, 2] + 2 * halo) * (boxes[:, 3] + 2 * halo)
+    prefix = np.concatenate([[0.0], np.cumsum(pixels, dtype=np.float64)])
+    cuts, start = [], 0
+    for k in range(1, n_jobs):
+        target = prefix[-1] * k / n_jobs
+        at = int(np.searchsorted(prefix, target))
+        if at > 0 and (at == len(prefix) or target - prefix[at - 1] <= prefix[at] - target):
+            at -= 1  # the boundary nearest the target
+        at = min(max(at, start + 1), len(todo) - (n_jobs - k))  # every job gets a tile
+        cuts.append(at)
+        start = at
+    edges = [0, *cuts, len(todo)]
+    return [todo[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def job_items(collection, tiles: Tiling, jobs: list[list[int]]) -> list[list[int]]:
