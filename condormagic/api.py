@@ -309,9 +309,15 @@ def submit_plan(p: Plan, force: bool = False, check: bool = True, dashboard_allo
         print(p.note)
     root = settings.runs_dir()
     run_id = p.content_hash
+    taken = (root / run_id).exists() or (root / run_id).is_symlink()
+    if taken and not force:
+        existing = p.existing()  # another process made it while this one checked the function
+        if existing is not None:
+            existing.attached = True
+            return existing
     # A forced run, or one whose name another folder holds (not one of this user's runs), gets an
     # id of its own: the time, and random digits for two submissions in one second.
-    if force or (root / run_id).exists() or (root / run_id).is_symlink():
+    if force or taken:
         run_id = _unique_id(p.content_hash)
     try:
         return _submit_new(p, run_id)

@@ -89,7 +89,7 @@ class Source:
             "offset": list(self.offset),
             "scale": list(self.scale) if self.scale else None,
             "remote": self.remote,
-            **({"overview": self.overview} if self.overview is not None else {}),
+            **({"overview": self.overview, "full_size": list(self.file_size)} if self.overview is not None else {}),
         }
 
     def changed(self) -> bool:

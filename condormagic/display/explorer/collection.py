@@ -82,6 +82,21 @@ def _crs_label(wkt: str | None) -> str | None:
     return f"EPSG:{epsg}" if epsg else crs.to_string()
 
 
+def _at_file_resolution(asset: dict) -> dict:
+    """An asset as its file is, whichever overview the run's grid reads it from: the explorer picks
+    each view's own overview (and the inspector reads the file's own pixels)."""
+    if asset.get("overview") is None:
+        return asset
+    full = asset.get("full_size")
+    if full is None:  # a manifest written before the file's size was listed beside its overview
+        import rasterio
+
+        with rasterio.open(asset["path"]) as ds:
+            full = [ds.width, ds.height]
+    t = Affine(*asset["transform"][:6]) @ Affine.scale(asset["width"] / full[0], asset["height"] / full[1])
+    return {**asset, "overview": None, "width": full[0], "height": full[1], "transform": list(t)[:6]}
+
+
 def _bounds_of(asset: dict) -> tuple[float, float, float, float]:
     t = Affine(*asset["transform"][:6])
     xs, ys = zip(*(t @ (c, r) for c in (0, asset["width"]) for r in (0, asset["height"])), strict=True)
@@ -107,7 +122,9 @@ class Scenes:
         self.source = source
         self.name = source["name"]
         self.bands = list(source["bands"])
-        self.items = list(source["items"])
+        self.items = [
+            {**item, "assets": [_at_file_resolution(a) for a in item["assets"]]} for item in source["items"]
+        ]
         self.steps = [list(s) for s in source["steps"]]
         self.crss = list(source["crs"])
         self.dtype = np.dtype(source["dtype"])
@@ -194,10 +211,8 @@ class Scenes:
         def read(task):
             k, b = task
             asset = self.items[k]["assets"][b]
-            level = asset.get("overview")
-            if level is None:
-                factors, native = self._overview_factors(asset)
-                level = pick_overview(factors, native, sizes[asset["crs"]])
+            factors, native = self._overview_factors(asset)
+            level = pick_overview(factors, native, sizes[asset["crs"]])
             return warp_onto(
                 asset["path"],
                 [1],
@@ -239,19 +254,17 @@ class Scenes:
         for k in reach:
             for b in bands:
                 a = self.items[k]["assets"][b]
-                level = a.get("overview")
-                if level is None:
-                    if a["crs"] not in sizes:
-                        sizes[a["crs"]] = pixel_size_in(self.crss[a["crs"]], dst_crs, dst_transform, width, height)
-                    factors, native = self._overview_factors(a)
-                    level = pick_overview(factors, native, sizes[a["crs"]])
+                if a["crs"] not in sizes:
+                    sizes[a["crs"]] = pixel_size_in(self.crss[a["crs"]], dst_crs, dst_transform, width, height)
+                factors, native = self._overview_factors(a)
+                level = pick_overview(factors, native, sizes[a["crs"]])
                 key = (a["crs"], tuple(a["transform"][:6]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
-                groups.setdefault((*key, level, a.get("overview") is not None), []).append((k, b))
+                groups.setdefault((*key, level), []).append((k, b))
         tasks = [(key, ms[i : i + chunk]) for key, ms in groups.items() for i in range(0, len(ms), chunk)]
 
         def read(task):
             key, ms = task
-            level = key[-2]
+            level = key[-1]
             first = self.items[ms[0][0]]["assets"][ms[0][1]]
             paths = [self.items[k]["assets"][b]["path"] for k, b in ms]
             if level is not None:
@@ -356,11 +369,7 @@ class Scenes:
 
             k, b, row, col = task
             asset = self.items[k]["assets"][b]
-            level = asset.get("overview")
-            opened = (
-                rasterio.open(asset["path"]) if level is None else rasterio.open(asset["path"], overview_level=level)
-            )
-            with opened as ds:
+            with rasterio.open(asset["path"]) as ds:
                 value = ds.read(1, window=Window(col, row, 1, 1))[0, 0].item()
             nodata = _nodata(asset["nodata"])
             if isinstance(value, float) and math.isnan(value):
