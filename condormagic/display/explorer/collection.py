@@ -122,9 +122,7 @@ class Scenes:
         self.source = source
         self.name = source["name"]
         self.bands = list(source["bands"])
-        self.items = [
-            {**item, "assets": [_at_file_resolution(a) for a in item["assets"]]} for item in source["items"]
-        ]
+        self.items = [{**item, "assets": [_at_file_resolution(a) for a in item["assets"]]} for item in source["items"]]
         self.steps = [list(s) for s in source["steps"]]
         self.crss = list(source["crs"])
         self.dtype = np.dtype(source["dtype"])
