@@ -15,6 +15,7 @@ import signal
 
 import pytest
 from browser import ARTIFACTS, chromium_page, needs_chromium, voila_server, write_dems
+from playwright.sync_api import expect
 
 pytestmark = needs_chromium
 
@@ -107,8 +108,9 @@ def test_monitor_read_and_steered_by_clicks_and_says_when_its_kernel_is_gone(pag
     # 3. a row and a tile open their job's log, with a pointer cursor
     row = monitor.locator('tr[data-job="2"]')
     tile = monitor.locator('svg.cm-tilemap rect[data-tile="4"]')
-    assert row.evaluate("e => getComputedStyle(e).cursor") == "pointer"
-    assert tile.evaluate("e => getComputedStyle(e).cursor") == "pointer"
+    # expect() retries: the monitor re-renders its table while it refreshes, detaching the old row
+    expect(row).to_have_css("cursor", "pointer")
+    expect(tile).to_have_css("cursor", "pointer")
     row.click()
     log = monitor.locator('.cm-log[data-job="2"]')
     log.wait_for(timeout=30_000)
