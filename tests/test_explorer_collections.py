@@ -449,6 +449,24 @@ def test_a_manifest_without_its_catalog_still_lists_its_scenes(src, s2, tmp_path
     assert f'data-id="{row["id"]}"' in html
 
 
+def test_the_map_knows_each_file_as_it_is_whichever_overview_the_grid_reads(src):
+    """The 20 m grid reads the 10 m bands from their 2x overviews; the map and the inspector
+    still see each file at its own size and pixels, also from a manifest that does not list it."""
+    data = src["s2"].to_dict()
+    b04 = data["items"][0]["assets"][0]
+    assert b04["overview"] == 0 and b04["width"] == SIZE // 2
+    without = {**data, "items": [{**i, "assets": [dict(a) for a in i["assets"]]} for i in data["items"]]}
+    for item in without["items"]:
+        for asset in item["assets"]:
+            asset.pop("full_size", None)
+    for listed in (data, without):
+        asset = CollectionLayer(listed).items[0]["assets"][0]
+        with rasterio.open(asset["path"]) as ds:
+            assert (asset["width"], asset["height"]) == (ds.width, ds.height) == (SIZE, SIZE)
+            assert Affine(*asset["transform"]).almost_equals(ds.transform)
+        assert asset["overview"] is None
+
+
 def test_the_example_explorer_notebook_in_a_kernel(tmp_path, catalog):
     """examples/explorer.ipynb through a kernel: with the composite run it shows the collection and the
     run's NDVI; in dashboard mode without a run it says the composite is not computed and submits nothing."""
