@@ -47,7 +47,6 @@ from make_s2_data import make  # noqa: E402
 BANDS = ["B04", "B08", "SCL"]
 CLOUDY = (3, 8, 9, 10)
 CRS, RES = "EPSG:32632", 20
-COG = {"driver": "COG", "compress": "deflate", "blocksize": 512, "num_threads": "all_cpus", "bigtiff": "if_safer"}
 
 
 def composite(img):
@@ -135,6 +134,11 @@ def write_cog(path: Path, bands: dict, geobox) -> None:
     from rasterio.io import MemoryFile
     from rasterio.shutil import copy
 
+    from condormagic.rundir.results import COG_OPTIONS
+
+    # condormagic's options for a float output: its creation options, predictor 3, averaged overviews
+    options = dict(COG_OPTIONS, predictor=3, overview_resampling="average")
+
     stack = np.stack([b.astype(np.float32) for b in bands.values()])
     profile = dict(
         driver="GTiff",
@@ -151,7 +155,7 @@ def write_cog(path: Path, bands: dict, geobox) -> None:
             dst.write(stack)
             dst.descriptions = tuple(bands)
         with memory.open() as src:
-            copy(src, str(path), **COG)
+            copy(src, str(path), **options)
 
 
 # -- why the outputs differ ----------------------------------------------------------------------
