@@ -175,6 +175,20 @@ class Scenes:
             self._overviews[path] = known
         return known
 
+    def _levels(self, reach: list[int], bands: list[int], pixel_in) -> dict[tuple[int, int], int | None]:
+        """The overview (``None``: full resolution) each asset ``(item, band)`` is read from for a grid
+        whose pixel size in a CRS is ``pixel_in(crs)``: the coarsest one still finer than it."""
+        sizes: dict[int, float] = {}
+        levels = {}
+        for k in reach:
+            for b in bands:
+                asset = self.items[k]["assets"][b]
+                if asset["crs"] not in sizes:
+                    sizes[asset["crs"]] = pixel_in(self.crss[asset["crs"]])
+                factors, native = self._overview_factors(asset)
+                levels[(k, b)] = pick_overview(factors, native, sizes[asset["crs"]])
+        return levels
+
     def warp(
         self,
         members: list[int],
@@ -192,25 +206,19 @@ class Scenes:
         ``pixel_in(crs)`` gives the grid's pixel size in a CRS (default: measured at the grid's centre).
         """
         reach = self._reaching(members, dst_crs, dst_transform, width, height)
-        sizes: dict[int, float] = {}
         if pixel_in is None:
 
             def pixel_in(crs):
                 return pixel_size_in(crs, dst_crs, dst_transform, width, height)
 
-        for k in reach:
-            for b in bands:
-                c = self.items[k]["assets"][b]["crs"]
-                if c not in sizes:
-                    sizes[c] = pixel_in(self.crss[c])
-        tasks = [(k, b) for k in reach for b in bands]
+        levels = self._levels(reach, bands, pixel_in)
+        tasks = list(levels)
         threads = 2 if len(tasks) == 1 else 1
 
         def read(task):
             k, b = task
             asset = self.items[k]["assets"][b]
-            factors, native = self._overview_factors(asset)
-            level = pick_overview(factors, native, sizes[asset["crs"]])
+            level = levels[task]
             return warp_onto(
                 asset["path"],
                 [1],
@@ -247,17 +255,12 @@ class Scenes:
         from ...tiling.reader import stacked_vrt
 
         reach = self._reaching(members, dst_crs, dst_transform, width, height)
-        sizes: dict[int, float] = {}
+        levels = self._levels(reach, bands, lambda crs: pixel_size_in(crs, dst_crs, dst_transform, width, height))
         groups: dict[tuple, list[tuple[int, int]]] = {}
-        for k in reach:
-            for b in bands:
-                a = self.items[k]["assets"][b]
-                if a["crs"] not in sizes:
-                    sizes[a["crs"]] = pixel_size_in(self.crss[a["crs"]], dst_crs, dst_transform, width, height)
-                factors, native = self._overview_factors(a)
-                level = pick_overview(factors, native, sizes[a["crs"]])
-                key = (a["crs"], tuple(a["transform"][:6]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
-                groups.setdefault((*key, level), []).append((k, b))
+        for (k, b), level in levels.items():
+            a = self.items[k]["assets"][b]
+            key = (a["crs"], tuple(a["transform"][:6]), a["width"], a["height"], a["dtype"], str(a["nodata"]))
+            groups.setdefault((*key, level), []).append((k, b))
         tasks = [(key, ms[i : i + chunk]) for key, ms in groups.items() for i in range(0, len(ms), chunk)]
 
         def read(task):
