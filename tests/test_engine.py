@@ -13,7 +13,6 @@ import os
 import stat
 import subprocess
 import sys
-from xml.sax.saxutils import escape
 
 import cloudpickle
 import htcondor2
@@ -24,6 +23,7 @@ import scipy.ndimage
 from affine import Affine
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_points
+from reference import hand_warped
 
 import condormagic as cm
 
@@ -153,56 +153,10 @@ def nearest_by_hand(src_path, grid_path) -> np.ndarray:
 
 
 def warp_whole(src_path, grid_path, resampling: str, scale) -> np.ndarray:
-    """Warp band 1 of ``src_path`` onto ``grid_path``'s grid in one go, with GDAL.
-
-    A warped VRT written out by hand: GDAL's exact transformer (no approximation), and the
-    resampling scale fixed to ``scale`` (GDAL's XSCALE/YSCALE) for the whole grid.
-    """
-    with rasterio.open(grid_path) as g, rasterio.open(src_path) as s:
-        nodata = s.nodata
-        algorithm = {"nearest": "NearestNeighbour", "bilinear": "Bilinear"}[resampling]
-        src_gt, dst_gt = s.transform, g.transform
-
-        def gt(a: Affine) -> str:
-            return ",".join(repr(v) for v in a.to_gdal())
-
-        xml = f"""<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}" subClass="VRTWarpedDataset">
-  <SRS>{escape(g.crs.to_wkt())}</SRS>
-  <GeoTransform>{gt(dst_gt)}</GeoTransform>
-  <VRTRasterBand dataType="Byte" band="1" subClass="VRTWarpedRasterBand">
-    <NoDataValue>{nodata}</NoDataValue>
-  </VRTRasterBand>
-  <GDALWarpOptions>
-    <ResampleAlg>{algorithm}</ResampleAlg>
-    <WorkingDataType>Byte</WorkingDataType>
-    <Option name="INIT_DEST">NO_DATA</Option>
-    <Option name="XSCALE">{scale[0]!r}</Option>
-    <Option name="YSCALE">{scale[1]!r}</Option>
-    <SourceDataset relativeToVRT="0">{escape(str(src_path))}</SourceDataset>
-    <Transformer>
-      <GenImgProjTransformer>
-        <SrcGeoTransform>{gt(src_gt)}</SrcGeoTransform>
-        <SrcInvGeoTransform>{gt(~src_gt)}</SrcInvGeoTransform>
-        <DstGeoTransform>{gt(dst_gt)}</DstGeoTransform>
-        <DstInvGeoTransform>{gt(~dst_gt)}</DstInvGeoTransform>
-        <ReprojectTransformer>
-          <ReprojectionTransformer>
-            <SourceSRS>{escape(s.crs.to_wkt())}</SourceSRS>
-            <TargetSRS>{escape(g.crs.to_wkt())}</TargetSRS>
-          </ReprojectionTransformer>
-        </ReprojectTransformer>
-      </GenImgProjTransformer>
-    </Transformer>
-    <BandList>
-      <BandMapping src="1" dst="1">
-        <SrcNoDataReal>{nodata}</SrcNoDataReal>
-        <DstNoDataReal>{nodata}</DstNoDataReal>
-      </BandMapping>
-    </BandList>
-  </GDALWarpOptions>
-</VRTDataset>"""
-    with rasterio.open(xml) as vrt:
-        return vrt.read(1)
+    """Warp band 1 of ``src_path`` onto ``grid_path``'s grid in one go, with GDAL's exact
+    transformer and the resampling scale fixed to ``scale`` (see :func:`reference.hand_warped`)."""
+    with rasterio.open(grid_path) as g:
+        return hand_warped(src_path, g.crs.to_wkt(), g.transform, g.width, g.height, resampling, scale, "Byte")
 
 
 def ndvi(img):

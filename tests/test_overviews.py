@@ -12,7 +12,6 @@ same guarantee is in ``test_collections.py``.
 from __future__ import annotations
 
 import sys
-from html import escape
 
 import cloudpickle
 import numpy as np
@@ -25,6 +24,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
+from reference import hand_warped
 
 import condormagic as cm
 from condormagic import api
@@ -122,58 +122,14 @@ def test_across_crs_the_ratio_is_measured_over_the_whole_grid(cog):
 
 # -- tiled equals whole, from the overview ------------------------------------------------------
 def hand_warp(path, grid, resampling: str, level: int | None) -> np.ndarray:
-    """``path`` (its overview ``level``) warped onto the whole of ``grid`` at once, by a warped VRT
-    written out here: GDAL's exact transformer, the file opened at the level, and one XSCALE/YSCALE
-    (grid pixels per pixel of what is read, over the whole grid)."""
+    """``path`` (its overview ``level``) warped onto the whole of ``grid`` at once (see
+    :func:`reference.hand_warped`), with one scale: grid pixels per pixel of what is read, over the
+    whole grid."""
     with rasterio.open(path, overview_level=level) if level is not None else rasterio.open(path) as s:
-        src_gt, nodata, src_crs, res = s.transform, s.nodata, s.crs, s.res
-    dst_gt = grid.transform
+        src_crs, res = s.crs, s.res
     left, bottom, right, top = transform_bounds(CRS.from_wkt(grid.crs), src_crs, *grid.bounds)
     scale = (grid.width / ((right - left) / res[0]), grid.height / ((top - bottom) / res[1]))
-    algorithm = {"nearest": "NearestNeighbour", "bilinear": "Bilinear", "cubic": "Cubic", "average": "Average"}
-
-    def gt(a: Affine) -> str:
-        return ",".join(repr(v) for v in a.to_gdal())
-
-    opened = f'<OpenOptions><OOI key="OVERVIEW_LEVEL">{level}</OOI></OpenOptions>' if level is not None else ""
-    xml = f"""<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}" subClass="VRTWarpedDataset">
-  <SRS>{escape(grid.crs)}</SRS>
-  <GeoTransform>{gt(dst_gt)}</GeoTransform>
-  <VRTRasterBand dataType="Float32" band="1" subClass="VRTWarpedRasterBand">
-    <NoDataValue>{nodata}</NoDataValue>
-  </VRTRasterBand>
-  <GDALWarpOptions>
-    <ResampleAlg>{algorithm[resampling]}</ResampleAlg>
-    <WorkingDataType>Float32</WorkingDataType>
-    <Option name="INIT_DEST">NO_DATA</Option>
-    <Option name="XSCALE">{scale[0]!r}</Option>
-    <Option name="YSCALE">{scale[1]!r}</Option>
-    <SourceDataset relativeToVRT="0">{escape(str(path))}</SourceDataset>
-    {opened}
-    <Transformer>
-      <GenImgProjTransformer>
-        <SrcGeoTransform>{gt(src_gt)}</SrcGeoTransform>
-        <SrcInvGeoTransform>{gt(~src_gt)}</SrcInvGeoTransform>
-        <DstGeoTransform>{gt(dst_gt)}</DstGeoTransform>
-        <DstInvGeoTransform>{gt(~dst_gt)}</DstInvGeoTransform>
-        <ReprojectTransformer>
-          <ReprojectionTransformer>
-            <SourceSRS>{escape(src_crs.to_wkt())}</SourceSRS>
-            <TargetSRS>{escape(grid.crs)}</TargetSRS>
-          </ReprojectionTransformer>
-        </ReprojectTransformer>
-      </GenImgProjTransformer>
-    </Transformer>
-    <BandList>
-      <BandMapping src="1" dst="1">
-        <SrcNoDataReal>{nodata}</SrcNoDataReal>
-        <DstNoDataReal>{nodata}</DstNoDataReal>
-      </BandMapping>
-    </BandList>
-  </GDALWarpOptions>
-</VRTDataset>"""
-    with rasterio.open(xml) as vrt:
-        return vrt.read(1)
+    return hand_warped(path, grid.crs, grid.transform, grid.width, grid.height, resampling, scale, level=level)
 
 
 def stitched(src: cm.Sources) -> np.ndarray:
