@@ -187,7 +187,7 @@ def test_the_collections_explorer_page_in_condormagic_voila(composite_folder, th
     """examples/explorer.ipynb as viewers see it: no code; the scenes of a date in RGB beside the composite run;
     the date slider, a scene picked in the table (the overlay is that scene alone, as rasterio warps it), the
     classes of SCL, and a click's time series; nothing is submitted."""
-    from test_explorer_collections import independent, stretched
+    from test_explorer_collections import independent, sample, stretched
 
     folder = composite_folder
     before = runs_of(folder)
@@ -269,14 +269,3 @@ def test_the_collections_explorer_page_in_condormagic_voila(composite_folder, th
             page.wait_for_timeout(300)
             page.locator(".cm-explorer").screenshot(path=str(ARTIFACTS / f"explorer-example{suffix}.png"))
     assert runs_of(folder) == before, "the page made a run"
-
-
-def sample(item, band: str, lat: float, lon: float):
-    """The value of an item's asset at a point, read by rasterio (``None`` outside or nodata)."""
-    with rasterio.open(item.assets[band].get_absolute_href()) as ds:
-        (x,), (y,) = transform("EPSG:4326", ds.crs, [lon], [lat])
-        row, col = ds.index(x, y)
-        if not (0 <= row < ds.height and 0 <= col < ds.width):
-            return None
-        value = ds.read(1, window=((row, row + 1), (col, col + 1)))[0, 0].item()
-        return None if value == ds.nodata else value

@@ -112,6 +112,17 @@ def stretched(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def sample(item, band: str, lat: float, lon: float):
+    """The value of an item's asset at a point, read by rasterio (``None`` outside or nodata)."""
+    with rasterio.open(item.assets[band].get_absolute_href()) as ds:
+        (x,), (y,) = transform("EPSG:4326", ds.crs, [lon], [lat])
+        row, col = ds.index(x, y)
+        if not (0 <= row < ds.height and 0 <= col < ds.width):
+            return None
+        value = ds.read(1, window=((row, row + 1), (col, col + 1)))[0, 0].item()
+        return None if value == ds.nodata else value
+
+
 def views(layer) -> dict[str, View]:
     left, bottom, right, top = layer.footprint()
     cx, cy = (left + right) / 2, (bottom + top) / 2
@@ -277,18 +288,9 @@ def test_the_inspector_charts_the_time_series_read_from_the_files(src, s2):
     series = explorer.series["s2"]
     assert len(series) == len(s2.steps)
 
-    def sample(item, band):
-        with rasterio.open(item.assets[band].get_absolute_href()) as ds:
-            (x,), (y,) = transform("EPSG:4326", ds.crs, [lon], [lat])
-            row, col = ds.index(x, y)
-            if not (0 <= row < ds.height and 0 <= col < ds.width):
-                return None
-            value = ds.read(1, window=((row, row + 1), (col, col + 1)))[0, 0].item()
-            return None if value == ds.nodata else value
-
     for t, step in enumerate(s2.steps):
         for band in BANDS:
-            found = [v for v in (sample(item, band) for item in step.items) if v is not None]
+            found = [v for v in (sample(item, band, lat, lon) for item in step.items) if v is not None]
             assert series[t][band] == (found[0] if found else None), (t, band)
     assert values["s2"] == series[3]
     assert len({s["B04"] for s in series}) > 3  # it changes with the clouds
