@@ -222,6 +222,13 @@ def test_the_collections_explorer_page_in_condormagic_voila(composite_folder, th
 
             # the date slider of the scenes' layer: another date, other pixels, its date on the legend
             page.select_option(".cm-control-layer select", label="s2")
+            # the kernel gives the slider s2's dates: move it only once it shows them, as a person would
+            page.wait_for_function(
+                "d => { const r = document.querySelector('.cm-control-time .widget-readout');"
+                " return r && r.offsetParent !== null && r.innerText.includes(d); }",
+                arg=dates[0],
+                timeout=30_000,
+            )
             left = src(page, LEFT)
             page.focus(".cm-control-time .noUi-handle")
             page.keyboard.press("ArrowRight")
