@@ -118,6 +118,12 @@ def baseline(path: Path, view: View) -> str:
     return data_url(png_bytes(rgba, level=1))
 
 
+def cold_render(explorer) -> None:
+    """Render the explorer's view as a new view is rendered: its cached reads dropped first."""
+    explorer._cache.clear()
+    explorer.render()
+
+
 def timed(function, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -151,8 +157,7 @@ def responsiveness(explorer: Explorer, all_views: list[View], seconds: float = 3
         i = 0
         while not stop.is_set():
             explorer.view = all_views[i % len(all_views)]
-            explorer._cache.clear()
-            explorer.render()
+            cold_render(explorer)
             rendered[0] += 1
             i += 1
 
@@ -262,12 +267,7 @@ def collection_case(args) -> None:
     worst, ratios = 0.0, []
     for name, view in views.items():
         explorer.view = view
-
-        def render() -> None:
-            explorer._cache.clear()
-            explorer.render()
-
-        ours = timed(render, args.repeat)
+        ours = timed(lambda: cold_render(explorer), args.repeat)
         full = timed(lambda view=view: full_resolution_date(layer, step, view), max(3, args.repeat // 2))
         line = f"{name:22} {ours:9.0f} {full:14.0f} {full / ours:7.1f}x"
         ratios.append(full / ours)
@@ -303,12 +303,7 @@ def collection_case(args) -> None:
     worst = 0.0
     for name, view in views.items():
         live.view = view
-
-        def render() -> None:
-            live._cache.clear()
-            live.render()
-
-        ours = timed(render, args.repeat)
+        ours = timed(lambda: cold_render(live), args.repeat)
         func_ms, shape = statistics.median(c[0] for c in calls[-args.repeat :]), calls[-1][1]
         worst = max(worst, ours)
         print(f"{name:22} {ours:9.0f}   (the function itself {func_ms:.0f} ms, img['s2'] {shape})")
@@ -351,12 +346,7 @@ def cog_case(args) -> None:
         ratios, worst = [], 0.0
         for name, view in all_views.items():
             explorer.view = view
-
-            def render() -> None:
-                explorer._cache.clear()  # a new view: read again
-                explorer.render()
-
-            ours = timed(render, args.repeat)
+            ours = timed(lambda: cold_render(explorer), args.repeat)
             theirs = timed(lambda view=view: baseline(path, view), max(3, args.repeat // 2))
             ratios.append(theirs / ours)
             worst = max(worst, ours)
