@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform
 
 ALGORITHMS = {"nearest": "NearestNeighbour", "bilinear": "Bilinear", "cubic": "Cubic", "average": "Average"}
 
@@ -70,3 +73,33 @@ def hand_warped(
 </VRTDataset>"""
     with rasterio.open(xml) as vrt:
         return vrt.read(1)
+
+
+def screen_pixel_in(crs, view) -> float:
+    """The side of a screen pixel of ``view`` (an explorer ``View``, EPSG:3857) at its centre, in ``crs``."""
+    cx = (view.bounds[0] + view.bounds[2]) / 2
+    cy = (view.bounds[1] + view.bounds[3]) / 2
+    px, py = transform("EPSG:3857", crs, [cx, cx + view.resolution, cx], [cy, cy, cy + view.resolution])
+    return min(math.dist((px[0], py[0]), (px[1], py[1])), math.dist((px[0], py[0]), (px[2], py[2])))
+
+
+def view_warped(path, view) -> np.ndarray:
+    """Band 1 of ``path`` on ``view`` (float32, NaN where no data), by ``rasterio.warp.reproject`` from
+    the coarsest overview whose pixels are no larger than the screen's."""
+    with rasterio.open(path) as ds:
+        screen = screen_pixel_in(ds.crs, view)
+        factors = [f for f in ds.overviews(1) if ds.res[0] * f <= screen]
+        level = len(factors) - 1 if factors else None
+        nodata = ds.nodata
+    out = np.full((view.height, view.width), np.nan, np.float32)
+    with rasterio.open(path) if level is None else rasterio.open(path, overview_level=level) as ds:
+        reproject(
+            rasterio.band(ds, 1),
+            out,
+            src_nodata=nodata,
+            dst_transform=view.transform,
+            dst_crs="EPSG:3857",
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
+    return out

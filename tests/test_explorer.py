@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
-from rasterio.warp import reproject, transform, transform_bounds
+from rasterio.warp import transform, transform_bounds
+from reference import view_warped
 
 import condormagic as cm
 from condormagic import config
@@ -89,27 +89,7 @@ def views_of(path) -> dict[str, View]:
 def independent(path, view: View) -> tuple[np.ndarray, np.ndarray]:
     """The view rendered without the explorer: the overview GDAL would pick (the coarsest whose
     pixels are no larger than the screen's), rasterio.warp.reproject, a 2-98 % grey stretch."""
-    with rasterio.open(path) as ds:
-        xs, ys = transform("EPSG:3857", ds.crs, [view.bounds[0], view.bounds[2]], [0.0, 0.0])
-        cx = (view.bounds[0] + view.bounds[2]) / 2
-        cy = (view.bounds[1] + view.bounds[3]) / 2
-        px, py = transform("EPSG:3857", ds.crs, [cx, cx + view.resolution, cx], [cy, cy, cy + view.resolution])
-        screen = min(math.dist((px[0], py[0]), (px[1], py[1])), math.dist((px[0], py[0]), (px[2], py[2])))
-        factors = [f for f in ds.overviews(1) if ds.res[0] * f <= screen]
-        level = len(factors) - 1 if factors else None
-        nodata = ds.nodata
-    opened = rasterio.open(path) if level is None else rasterio.open(path, overview_level=level)
-    out = np.full((view.height, view.width), np.nan, np.float32)
-    with opened as src:
-        reproject(
-            rasterio.band(src, 1),
-            out,
-            src_nodata=nodata,
-            dst_transform=view.transform,
-            dst_crs="EPSG:3857",
-            dst_nodata=np.nan,
-            resampling=Resampling.nearest,
-        )
+    out = view_warped(path, view)
     valid = np.isfinite(out)
     lo, hi = np.percentile(out[valid], [2, 98])
     grey = np.clip((out.astype(np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)

@@ -26,6 +26,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform, transform_bounds
 from rasterio.windows import Window
+from reference import view_warped
 from test_explorer import decode
 
 import condormagic as cm
@@ -62,40 +63,12 @@ def src(s2):
 
 
 # -- an independent rendering ------------------------------------------------------------------
-def screen_pixel_in(crs, view: View) -> float:
-    cx = (view.bounds[0] + view.bounds[2]) / 2
-    cy = (view.bounds[1] + view.bounds[3]) / 2
-    px, py = transform("EPSG:3857", crs, [cx, cx + view.resolution, cx], [cy, cy, cy + view.resolution])
-    return min(math.dist((px[0], py[0]), (px[1], py[1])), math.dist((px[0], py[0]), (px[2], py[2])))
-
-
-def warped(href: str, view: View) -> np.ndarray:
-    """One asset on the view: from the coarsest overview whose pixels are no larger than the screen's."""
-    with rasterio.open(href) as ds:
-        screen = screen_pixel_in(ds.crs, view)
-        factors = [f for f in ds.overviews(1) if ds.res[0] * f <= screen]
-        level = len(factors) - 1 if factors else None
-        nodata = ds.nodata
-    out = np.full((view.height, view.width), np.nan, np.float32)
-    with rasterio.open(href) if level is None else rasterio.open(href, overview_level=level) as ds:
-        reproject(
-            rasterio.band(ds, 1),
-            out,
-            src_nodata=nodata,
-            dst_transform=view.transform,
-            dst_crs="EPSG:3857",
-            dst_nodata=np.nan,
-            resampling=Resampling.nearest,
-        )
-    return out
-
-
 def independent(items: list, bands: list[str], view: View) -> np.ndarray:
     """``items`` (pystac, in mosaic order) on the view: ``(bands, rows, cols)``, first valid value wins."""
     out = np.full((len(bands), view.height, view.width), np.nan, np.float32)
     for b, band in enumerate(bands):
         for item in items:
-            values = warped(item.assets[band].get_absolute_href(), view)
+            values = view_warped(item.assets[band].get_absolute_href(), view)
             np.copyto(out[b], values, where=np.isnan(out[b]) & ~np.isnan(values))
     return out
 
