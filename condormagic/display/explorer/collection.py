@@ -26,7 +26,7 @@ import numpy as np
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from .view import WEB_MERCATOR, View, pick_overview, pixel_size_in, view_resolution_in, warp_onto
+from .view import WEB_MERCATOR, View, overview_within, pixel_size_in, view_resolution_in, warp_onto
 
 WGS84 = "EPSG:4326"
 READ_THREADS = 2
@@ -186,7 +186,7 @@ class Scenes:
                 if asset["crs"] not in sizes:
                     sizes[asset["crs"]] = pixel_in(self.crss[asset["crs"]])
                 factors, native = self._overview_factors(asset)
-                levels[(k, b)] = pick_overview(factors, native, sizes[asset["crs"]])
+                levels[(k, b)] = overview_within(factors, native, sizes[asset["crs"]])
         return levels
 
     def warp(

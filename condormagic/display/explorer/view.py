@@ -94,10 +94,10 @@ def overview_level(dataset, view_res_in_src: float) -> int | None:
     coarsest still at least as fine as the screen's, or ``None`` for the full resolution."""
     factors = dataset.overviews(1) if dataset.count else []
     native = min(abs(dataset.transform.a), abs(dataset.transform.e)) or 1.0
-    return pick_overview(factors, native, view_res_in_src)
+    return overview_within(factors, native, view_res_in_src)
 
 
-def pick_overview(factors, native: float, target_res: float) -> int | None:
+def overview_within(factors, native: float, target_res: float) -> int | None:
     """The index of the coarsest of the overview ``factors`` whose pixels (``native * factor``) are
     still no larger than ``target_res``, or ``None`` for the full resolution."""
     best = None
@@ -129,7 +129,7 @@ def pixel_size_in(crs, dst_crs, dst_transform: Affine, width: int, height: int) 
     return min(math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0]))
 
 
-FILE_NODATA = object()  # read_view's default: the nodata the file declares
+FROM_FILE = object()  # read_view's default for nodata and level: what the file declares
 
 
 def read_view(
@@ -138,8 +138,8 @@ def read_view(
     bands: list[int],
     resampling: str = "nearest",
     num_threads: int = 2,
-    nodata=FILE_NODATA,
-    level=FILE_NODATA,
+    nodata=FROM_FILE,
+    level=FROM_FILE,
 ) -> np.ndarray:
     """Read ``bands`` (1-based) of the raster at ``path`` for ``view``: ``(bands, rows, cols)`` float32,
     NaN where the raster has no data or does not reach.
@@ -148,14 +148,14 @@ def read_view(
     warped with ``rasterio.warp.reproject`` onto the view's grid; GDAL reads only the part of it
     the view covers. ``nodata`` overrides the file's (a STAC item may give one the file lacks).
     """
-    if level is FILE_NODATA:
+    if level is FROM_FILE:
         import rasterio
 
         with rasterio.open(path) as full:
             if full.crs is None:
                 raise ValueError(f"{path} has no CRS: it cannot be placed on a map")
             level = overview_level(full, view_resolution_in(full.crs, view))
-            nodata = full.nodata if nodata is FILE_NODATA else nodata
+            nodata = full.nodata if nodata is FROM_FILE else nodata
     return warp_onto(
         path, bands, WEB_MERCATOR, view.transform, view.width, view.height, resampling, num_threads, nodata, level
     )
@@ -170,8 +170,8 @@ def warp_onto(
     height: int,
     resampling: str = "nearest",
     num_threads: int = 2,
-    nodata=FILE_NODATA,
-    level=FILE_NODATA,
+    nodata=FROM_FILE,
+    level=FROM_FILE,
     dtype="float32",
 ) -> np.ndarray:
     """:func:`read_view` onto any grid: ``(bands, height, width)`` of ``dtype`` (a float), NaN where no data."""
@@ -180,13 +180,13 @@ def warp_onto(
     from rasterio.warp import reproject
 
     out = np.full((len(bands), height, width), np.nan, dtype=dtype)
-    if level is FILE_NODATA or nodata is FILE_NODATA:
+    if level is FROM_FILE or nodata is FROM_FILE:
         with rasterio.open(path) as full:
             if full.crs is None:
                 raise ValueError(f"{path} has no CRS: it cannot be placed on a map")
-            if level is FILE_NODATA:
+            if level is FROM_FILE:
                 level = overview_level(full, pixel_size_in(full.crs, dst_crs, dst_transform, width, height))
-            if nodata is FILE_NODATA:
+            if nodata is FROM_FILE:
                 nodata = full.nodata
     opened = rasterio.open(path) if level is None else rasterio.open(path, overview_level=level)
     with opened as ds:
