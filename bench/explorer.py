@@ -118,6 +118,15 @@ def baseline(path: Path, view: View) -> str:
     return data_url(png_bytes(rgba, level=1))
 
 
+def print_responsiveness(explorer, views: list, what: str) -> None:
+    """How long a small cell takes on the main thread, idle and while ``explorer`` renders ``views``."""
+    idle, busy, n = responsiveness(explorer, views)
+    print(
+        f"a small cell on the main thread: {idle:.3f} ms idle, {busy:.3f} ms while {what} "
+        f"({n} views rendered meanwhile; ratio {busy / idle:.1f}x)"
+    )
+
+
 def cold_render(explorer) -> None:
     """Render the explorer's view as a new view is rendered: its cached reads dropped first."""
     explorer._cache.clear()
@@ -309,11 +318,7 @@ def collection_case(args) -> None:
         print(f"{name:22} {ours:9.0f}   (the function itself {func_ms:.0f} ms, img['s2'] {shape})")
     verdict = "met" if worst < COLLECTION_TARGET_MS else "NOT met"
     print(f"slowest view with the live composite {worst:.0f} ms: under {COLLECTION_TARGET_MS} ms {verdict}")
-    idle, busy, n = responsiveness(live, list(views.values()))
-    print(
-        f"a small cell on the main thread: {idle:.3f} ms idle, {busy:.3f} ms while the collection renders "
-        f"({n} views rendered meanwhile; ratio {busy / idle:.1f}x)"
-    )
+    print_responsiveness(live, list(views.values()), "the collection renders")
 
 
 def main() -> None:
@@ -361,11 +366,8 @@ def cog_case(args) -> None:
         print(f"median ratio (full-resolution warp / explorer): {statistics.median(ratios):.1f}x")
         verdict = "met" if worst < TARGET_MS else "NOT met"
         print(f"slowest view {worst:.0f} ms: target under {TARGET_MS} ms per view {verdict}")
-        idle, busy, n = responsiveness(explorer, list(all_views.values()))
-        print(
-            f"\na small cell on the main thread: {idle:.3f} ms idle, {busy:.3f} ms while the map renders "
-            f"({n} views rendered meanwhile; ratio {busy / idle:.1f}x)"
-        )
+        print()
+        print_responsiveness(explorer, list(all_views.values()), "the map renders")
 
 
 if __name__ == "__main__":
