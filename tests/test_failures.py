@@ -54,8 +54,8 @@ def make_troublesome(flags: Path):
                 time.sleep(60)
                 return dem + ballast[0]
             if tile == 3:
+                print("tile 3: waiting", file=sys.stderr, flush=True)  # before the pid: the kill follows it
                 (flags / "pid").write_text(str(os.getpid()))
-                print("tile 3: waiting", file=sys.stderr, flush=True)
                 time.sleep(60)
         return dem * 2
 
