@@ -81,8 +81,9 @@ def test_monitor_read_and_steered_by_clicks_and_says_when_its_kernel_is_gone(pag
         timeout=60_000,
     )
     assert "failed" in advice.inner_text() and "Job#2" in advice.inner_text()
-    assert "mod-primary" in monitor.locator("button", has_text="retry").get_attribute("class")
-    assert "mod-primary" not in monitor.locator("button", has_text="release").get_attribute("class")
+    # the advice and the buttons' styles reach the page in separate messages: expect() waits for the style
+    expect(monitor.locator("button", has_text="retry")).to_have_class(re.compile(r"\bmod-primary\b"))
+    expect(monitor.locator("button", has_text="release")).not_to_have_class(re.compile(r"\bmod-primary\b"))
 
     # 8. the reason: cut at a word, an ellipsis, the whole of it in the tooltip
     reason = monitor.locator('tr[data-job="2"] td.cm-reason span[title]')
